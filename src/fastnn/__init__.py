@@ -1,0 +1,31 @@
+"""fastnn: a small, fast neural-network library written once against the Python Array API.
+
+    import fastnn
+    fastnn.use("numpy")            # or "cupy", "array_api_strict", "auto"
+    model = fastnn.Sequential([fastnn.layers.Dense(8, "relu", input_dim=2),
+                               fastnn.layers.Dense(1, "sigmoid")], seed=0)
+    model.compile("adam", "binary_crossentropy")
+    model.fit(x, y, epochs=100)
+"""
+
+from fastnn import activations, callbacks, initializers, layers, losses, metrics, optimizers
+from fastnn.backend import (
+    Backend,
+    BackendMismatchError,
+    BackendUnavailableError,
+    asarray,
+    available_backends,
+    backend,
+    to_numpy,
+    use,
+)
+from fastnn.callbacks import Callback, History
+from fastnn.model import Sequential
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend", "BackendMismatchError", "BackendUnavailableError", "Callback", "History", "Sequential",
+    "activations", "asarray", "available_backends", "backend", "callbacks", "initializers", "layers",
+    "losses", "metrics", "optimizers", "to_numpy", "use",
+]

@@ -1,0 +1,175 @@
+"""Activation functions, each with its derivative right beside it.
+
+`forward(z)` maps pre-activations to outputs; `backward(dy, z, y)` turns the gradient with
+respect to the output `y` into the gradient with respect to `z`. All are pure Array API and
+numerically stable for any finite input (no overflow in `exp`). These are also the test oracle
+for the fused kernels in `fastnn.kernels`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from fastnn._registry import lookup
+
+
+class Activation:
+    """Base class. `needs_z` says whether `backward` needs the pre-activation (else `y` suffices)."""
+
+    name = "activation"
+    needs_z = False
+
+    def forward(self, z: Any) -> Any:
+        raise NotImplementedError
+
+    def backward(self, dy: Any, z: Any, y: Any) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, z: Any) -> Any:
+        return self.forward(z)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def get_config(self) -> dict:
+        return {"name": self.name}
+
+
+class Linear(Activation):
+    name = "linear"
+
+    def forward(self, z):
+        return z
+
+    def backward(self, dy, z, y):
+        return dy
+
+
+def stable_sigmoid(z: Any) -> Any:
+    """1 / (1 + exp(-z)) without overflow: exp is only ever taken of -|z|."""
+    xp = array_namespace(z)
+    e = xp.exp(-xp.abs(z))
+    return xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+class Sigmoid(Activation):
+    name = "sigmoid"
+
+    def forward(self, z):
+        return stable_sigmoid(z)
+
+    def backward(self, dy, z, y):
+        return dy * y * (1 - y)
+
+
+class Tanh(Activation):
+    name = "tanh"
+
+    def forward(self, z):
+        return array_namespace(z).tanh(z)
+
+    def backward(self, dy, z, y):
+        return dy * (1 - y * y)
+
+
+class ReLU(Activation):
+    name = "relu"
+
+    def forward(self, z):
+        return array_namespace(z).clip(z, min=0)
+
+    def backward(self, dy, z, y):
+        return array_namespace(dy).where(y > 0, dy, 0.0)
+
+
+class LeakyReLU(Activation):
+    """max(z, alpha * z); alpha defaults to PyTorch's 0.01."""
+
+    name = "leaky_relu"
+
+    def __init__(self, alpha: float = 0.01) -> None:
+        if not 0 <= alpha < 1:
+            raise ValueError(f"leaky_relu alpha must be in [0, 1), got {alpha}")
+        self.alpha = float(alpha)
+
+    def forward(self, z):
+        return array_namespace(z).where(z > 0, z, self.alpha * z)
+
+    def backward(self, dy, z, y):
+        return array_namespace(dy).where(y > 0, dy, self.alpha * dy)
+
+    def __repr__(self) -> str:
+        return f"LeakyReLU(alpha={self.alpha})"
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "alpha": self.alpha}
+
+
+class Softmax(Activation):
+    """Softmax over the last axis, shifted by the row maximum so exp never overflows."""
+
+    name = "softmax"
+
+    def forward(self, z):
+        xp = array_namespace(z)
+        e = xp.exp(z - xp.max(z, axis=-1, keepdims=True))
+        return e / xp.sum(e, axis=-1, keepdims=True)
+
+    def backward(self, dy, z, y):
+        xp = array_namespace(dy)
+        return y * (dy - xp.sum(dy * y, axis=-1, keepdims=True))
+
+
+class Swish(Activation):
+    """z * sigmoid(z), also known as SiLU."""
+
+    name = "swish"
+    needs_z = True
+
+    def forward(self, z):
+        return z * stable_sigmoid(z)
+
+    def backward(self, dy, z, y):
+        s = stable_sigmoid(z)
+        return dy * s * (1 + z * (1 - s))
+
+
+_GELU_C = math.sqrt(2 / math.pi)
+
+
+class GELU(Activation):
+    """GELU, tanh approximation (the Array API has no erf); PyTorch's approximate="tanh".
+
+    The tanh argument uses z clipped to ±10 (where tanh is already ±1 in float64), so the
+    cubic term cannot overflow for huge inputs.
+    """
+
+    name = "gelu"
+    needs_z = True
+
+    def _tanh(self, z):
+        xp = array_namespace(z)
+        zc = xp.clip(z, min=-10.0, max=10.0)
+        return zc, xp.tanh(_GELU_C * (zc + 0.044715 * zc * zc * zc))
+
+    def forward(self, z):
+        _, t = self._tanh(z)
+        return 0.5 * z * (1 + t)
+
+    def backward(self, dy, z, y):
+        zc, t = self._tanh(z)
+        return dy * (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * zc * zc))
+
+
+ACTIVATIONS: dict[str, type[Activation]] = {
+    cls.name: cls for cls in (Linear, Sigmoid, Tanh, ReLU, LeakyReLU, Softmax, Swish, GELU)
+}
+_ALIASES = {"silu": "swish", "identity": "linear"}
+
+
+def get(activation: str | dict | Activation | None) -> Activation:
+    """An Activation from a name ("relu", "silu"...), a config dict, an instance, or None (linear)."""
+    return lookup("activation", "linear" if activation is None else activation, Activation, ACTIVATIONS, _ALIASES)

@@ -1,0 +1,249 @@
+"""The one module that knows backends exist.
+
+It resolves a name ("numpy", "cupy", "array_api_strict", "auto") to a `Backend` — the Array-API
+namespace, device, float dtype and kernel table that layers use — and converts arrays between
+backends. Everything else in fastnn is written against `backend.xp` and never imports NumPy or
+CuPy for computation.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import os
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+BACKEND_NAMES = ("numpy", "cupy", "array_api_strict")
+_CUPY_HINT = 'install CuPy for your CUDA version: pip install "fastnn[cuda12]" or "fastnn[cuda13]"'
+
+
+class BackendUnavailableError(RuntimeError):
+    """A backend was requested that cannot run on this machine (package missing, no device...)."""
+
+
+class BackendMismatchError(TypeError):
+    """An array belongs to a different backend than the one in use."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An active backend: its name, Array-API namespace, device, default float dtype and kernels."""
+
+    name: str
+    xp: ModuleType
+    device: Any
+    dtype: Any
+    kernels: bool = True
+    ops: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def dtype_name(self) -> str:
+        return "float64" if self.dtype == self.xp.float64 else "float32"
+
+    def asarray(self, x: Any, dtype: Any = None) -> Any:
+        """`x` (host data or an array of this backend) as an array of this backend."""
+        return _to_backend(self, x, dtype)
+
+    def is_native(self, x: Any) -> bool:
+        """True when `x` is already an array of this backend."""
+        return _namespace_name(x) == self.name
+
+    def with_options(self, dtype: Any = None, kernels: bool | None = None) -> "Backend":
+        """The same backend with another float dtype and/or kernel setting."""
+        return _make(self.name, dtype or self.dtype_name, self.kernels if kernels is None else kernels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Namespaces and probing
+
+
+def _import_namespace(name: str) -> tuple[ModuleType, Any]:
+    """(Array-API namespace, device) for a backend name; raises BackendUnavailableError."""
+    if name == "numpy":
+        import array_api_compat.numpy as xp
+
+        return xp, "cpu"
+    if name == "array_api_strict":
+        try:
+            import array_api_strict as xp
+        except ImportError as err:
+            raise BackendUnavailableError(
+                "array_api_strict is not installed: pip install array-api-strict"
+            ) from err
+        return xp, xp.Device("CPU_DEVICE")
+    if name == "cupy":
+        _probe_cupy()
+        import array_api_compat.cupy as xp
+        import cupy
+
+        return xp, cupy.cuda.Device()
+    raise ValueError(f"unknown backend {name!r}; choose one of {BACKEND_NAMES + ('auto',)}")
+
+
+@functools.cache
+def _cupy_problem() -> str | None:
+    """Why CuPy cannot run here (None when it can). Probed for real once: CuPy imports fine
+    without a GPU and only fails at the first allocation."""
+    try:
+        import cupy
+    except ImportError:
+        return f"CuPy is not installed; {_CUPY_HINT}"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # CUDARuntimeError: no driver, or driver too old
+        return f"CuPy cannot reach a CUDA driver ({err}); install an NVIDIA driver or {_CUPY_HINT}"
+    if count == 0:
+        return "CuPy is installed but no CUDA GPU is visible (check CUDA_VISIBLE_DEVICES)"
+    try:
+        a = cupy.arange(4, dtype=cupy.float32).reshape(2, 2)
+        float((cupy.exp(a) + 1).sum())
+        (a @ a).get()
+    except Exception as err:
+        return f"CuPy found a GPU but could not compute on it ({type(err).__name__}: {err}); {_CUPY_HINT}"
+    return None
+
+
+def _probe_cupy() -> None:
+    problem = _cupy_problem()
+    if problem:
+        raise BackendUnavailableError(f"backend 'cupy' is unavailable: {problem}")
+
+
+def available_backends() -> list[str]:
+    """Names of the backends usable on this machine, in order of preference for speed."""
+    names = []
+    for name in ("cupy", "numpy", "array_api_strict"):
+        try:
+            _import_namespace(name)
+        except BackendUnavailableError:
+            continue
+        names.append(name)
+    return names
+
+
+def _float_dtype(xp: ModuleType, dtype: Any) -> Any:
+    name = getattr(dtype, "__name__", None) or str(dtype)
+    name = name.rsplit(".", 1)[-1]
+    if name not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return getattr(xp, name)
+
+
+@functools.cache
+def _make(name: str, dtype: str, kernels: bool) -> Backend:
+    if name == "auto":
+        name = "cupy" if _cupy_problem() is None else "numpy"
+    xp, device = _import_namespace(name)
+    backend = Backend(name, xp, device, _float_dtype(xp, dtype), kernels)
+    from fastnn.ops import ops_for  # late: ops import kernels, which import this module
+
+    object.__setattr__(backend, "ops", ops_for(backend))
+    return backend
+
+
+# ---------------------------------------------------------------------------------------------
+# Selecting the active backend
+
+_ENV_DEFAULT = os.environ.get("FASTNN_BACKEND", "numpy")
+_ENV_KERNELS = os.environ.get("FASTNN_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off")
+_active: contextvars.ContextVar[Backend | None] = contextvars.ContextVar("fastnn_backend", default=None)
+
+
+def resolve(name: str | Backend | None = None, dtype: Any = None, kernels: bool | None = None) -> Backend:
+    """The Backend for a name (None: the active one), with optional dtype/kernel overrides."""
+    if isinstance(name, Backend):
+        return name.with_options(dtype, kernels)
+    if name is None:
+        return backend().with_options(dtype, kernels)
+    name = name.strip().lower()
+    if name not in BACKEND_NAMES + ("auto",):
+        raise ValueError(f"unknown backend {name!r}; choose one of {BACKEND_NAMES + ('auto',)}")
+    dtype_name = "float32" if dtype is None else _float_dtype(np, dtype).__name__
+    return _make(name, dtype_name, _ENV_KERNELS if kernels is None else bool(kernels))
+
+
+def backend() -> Backend:
+    """The active backend (set by `use`, else by FASTNN_BACKEND, else NumPy)."""
+    active = _active.get()
+    return active if active is not None else resolve(_ENV_DEFAULT)
+
+
+class use:
+    """Select the backend: `fastnn.use("cupy")`, or `with fastnn.use("array_api_strict"): ...`.
+
+    The choice lives in a ContextVar, so it never leaks into other threads; as a context
+    manager it restores the previous backend on exit.
+    """
+
+    def __init__(self, name: str = "numpy", dtype: Any = None, kernels: bool | None = None) -> None:
+        self.backend = resolve(name, dtype, kernels)
+        self._token = _active.set(self.backend)
+
+    def __enter__(self) -> Backend:
+        return self.backend
+
+    def __exit__(self, *exc: object) -> None:
+        _active.reset(self._token)
+
+    def __repr__(self) -> str:
+        return f"use({self.backend.name!r}, dtype={self.backend.dtype_name!r}, kernels={self.backend.kernels})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Moving arrays between backends
+
+
+def _namespace_name(x: Any) -> str | None:
+    """The backend name owning array `x`, or None for host data that is not an array."""
+    module = type(x).__module__.split(".", 1)[0]
+    if module == "numpy" and isinstance(x, np.ndarray):
+        return "numpy"
+    if module in ("cupy", "array_api_strict"):
+        return module
+    if module == "torch":
+        return "torch"
+    return None
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A NumPy array on the host holding `x`, from any backend (CuPy, strict, NumPy, lists)."""
+    owner = _namespace_name(x)
+    if owner == "cupy":
+        return x.get()
+    if owner == "array_api_strict":
+        return np.from_dlpack(x)
+    if owner == "torch":
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _to_backend(be: Backend, x: Any, dtype: Any) -> Any:
+    if not be.is_native(x):
+        x = to_numpy(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"expected numeric data, got an array of dtype {x.dtype}")
+        x = be.xp.asarray(np.ascontiguousarray(x), device=be.device)
+    if dtype is None:
+        dtype = be.dtype if be.xp.isdtype(x.dtype, "real floating") else None
+    elif isinstance(dtype, str):
+        dtype = getattr(be.xp, dtype)
+    return x if dtype is None or x.dtype == dtype else be.xp.astype(x, dtype)
+
+
+def asarray(x: Any, dtype: Any = None) -> Any:
+    """`x` (lists, NumPy, CuPy or strict arrays) as an array of the active backend.
+
+    Floating data takes the backend's float dtype unless `dtype` says otherwise; integer and
+    boolean data keep their dtype.
+    """
+    return backend().asarray(x, dtype)
+
+
+def host_rng(seed: int | np.random.SeedSequence | None) -> np.random.Generator:
+    """A NumPy Generator on the host: every random draw happens there, so a seed gives the same
+    numbers on every backend (array-api-strict has no RNG at all)."""
+    return np.random.default_rng(seed)
