@@ -224,8 +224,9 @@ def to_numpy(x: Any) -> np.ndarray:
 def _to_backend(be: Backend, x: Any, dtype: Any) -> Any:
     if not be.is_native(x):
         x = to_numpy(x)
-        if x.dtype.kind not in "biuf":
-            raise TypeError(f"expected numeric data, got an array of dtype {x.dtype}")
+    if getattr(x.dtype, "kind", "f") not in "biuf":  # strict's dtypes have no kind: always numeric
+        raise TypeError(f"expected numeric data, got an array of dtype {x.dtype}")
+    if not be.is_native(x):
         x = be.xp.asarray(np.ascontiguousarray(x), device=be.device)
     if dtype is None:
         dtype = be.dtype if be.xp.isdtype(x.dtype, "real floating") else None

@@ -1,0 +1,72 @@
+"""The `fastnn` command (also `python -m fastnn`): train the example networks, show the setup."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from importlib import metadata
+
+import fastnn
+from fastnn.examples import EXAMPLES
+
+
+def _train(args: argparse.Namespace) -> int:
+    with fastnn.use(args.backend):
+        start = time.perf_counter()
+        result = EXAMPLES[args.name](epochs=args.epochs, batch_size=args.batch_size, verbose=args.verbose)
+        seconds = time.perf_counter() - start
+    model = result["model"]
+    print(f"{args.name}: trained on {model.backend.name} in {seconds:.2f} s")
+    for key, value in result["metrics"].items():
+        print(f"  {key}: {value:.4f}")
+    for key, value in result.items():
+        if key not in ("model", "history", "metrics"):
+            print(f"  {key}: {value}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    print(f"fastnn {fastnn.__version__} on Python {platform.python_version()} ({platform.machine()})")
+    for package in ("numpy", "array-api-compat", "numba", "array-api-strict", "cupy-cuda12x", "cupy-cuda13x"):
+        try:
+            print(f"  {package:<18}{metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            pass
+    usable = fastnn.available_backends()
+    print(f"backends usable here: {', '.join(usable)} (active: {fastnn.backend().name})")
+    if "cupy" not in usable:
+        from fastnn.backend import _cupy_problem
+
+        print(f"  cupy: {_cupy_problem()}")
+    else:
+        import cupy
+
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        print(f"  cupy device: {props['name'].decode()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastnn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train an example network and print its metrics")
+    train.add_argument("name", choices=sorted(EXAMPLES))
+    train.add_argument("--backend", default="numpy", help="numpy, cupy, array_api_strict or auto")
+    train.add_argument("--epochs", type=int, default=None, help="override the example's epochs")
+    train.add_argument("--batch-size", type=int, default=None, help="default: the example's")
+    train.add_argument("--verbose", type=int, default=1, help="0 hides the progress bar")
+    train.set_defaults(run=_train)
+    info = sub.add_parser("info", help="backends usable here, devices and versions")
+    info.set_defaults(run=_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except fastnn.BackendUnavailableError as err:
+        print(f"fastnn: {err}", file=sys.stderr)
+        return 2

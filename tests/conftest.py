@@ -1,0 +1,46 @@
+"""One generator of backends feeds every parametrized test (scikit-learn's pattern)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn.backend import BackendUnavailableError, _import_namespace
+
+ALL_BACKENDS = ("numpy", "array_api_strict", "cupy")
+
+
+def backend_params(names=ALL_BACKENDS):
+    """pytest params for each backend; unusable ones skip with the reason the probe gave."""
+    for name in names:
+        marks = ()
+        try:
+            _import_namespace(name)
+        except BackendUnavailableError as err:
+            marks = pytest.mark.skip(reason=str(err))
+        yield pytest.param(name, id=name, marks=marks)
+
+
+@pytest.fixture(params=list(backend_params()))
+def backend_name(request):
+    """The name of a usable backend, made active (with float32) for the test."""
+    with fastnn.use(request.param):
+        yield request.param
+
+
+@pytest.fixture(params=[True, False], ids=["kernels", "pure"])
+def kernels(request):
+    """Run a test on the fused-kernel path and on the pure Array-API path."""
+    return request.param
+
+
+def to_np(x):
+    return fastnn.to_numpy(x)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
