@@ -32,9 +32,10 @@ class Layer:
     def build(self, input_dim: int, rng: np.random.Generator, backend: Backend) -> None:
         self.input_dim, self.output_dim, self.backend = input_dim, input_dim, backend
 
-    def forward(self, x: Any, need_dx: bool = True, logits: bool = False) -> tuple[Any, Backprop]:
+    def forward(self, x: Any, need_dx: bool = True, logits: bool = False, train: bool = False) -> tuple[Any, Backprop]:
         """Output for `x` and the closure mapping d loss/d output to d loss/d x. With
-        `logits=True` the activation is skipped (the loss applies it, fused)."""
+        `logits=True` the activation is skipped (the loss applies it, fused). With `train=True`
+        the output may live in a scratch buffer that the next training step overwrites."""
         raise NotImplementedError
 
     def set_params(self, params: list[Any]) -> None:
@@ -84,13 +85,14 @@ class Dense(Layer):
         b = self.bias_initializer((self.units,), rng)
         self.set_params([backend.asarray(W), backend.asarray(b)])
 
-    def forward(self, x, need_dx=True, logits=False):
+    def forward(self, x, need_dx=True, logits=False, train=False):
         ops, act = self.backend.ops, activations.Linear() if logits else self.activation
         W, b = self.params
-        y, z = ops.dense_forward(x, W, b, act, self.buffers)
+        buffers = self.buffers if train else None
+        y, z = ops.dense_forward(x, W, b, act, buffers)
 
         def backprop(dy):
-            dx, dW, db = ops.dense_backward(dy, x, W, y, z, act, need_dx, self.buffers)
+            dx, dW, db = ops.dense_backward(dy, x, W, y, z, act, need_dx, buffers)
             self.grads = [dW, db]
             return dx
 
@@ -117,7 +119,7 @@ class Activation(Layer):
         super().__init__()
         self.activation = activations.get(activation)
 
-    def forward(self, x, need_dx=True, logits=False):
+    def forward(self, x, need_dx=True, logits=False, train=False):
         if logits:
             return x, lambda dy: dy
         act = self.activation

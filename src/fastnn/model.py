@@ -35,6 +35,7 @@ class Sequential:
         self.metric_names: list[str] = []
         self.stop_training = False
         self.built = False
+        self._loss_buffers: dict = {}
         for layer in layers:
             self.add(layer)
 
@@ -182,19 +183,19 @@ class Sequential:
         fused = self.loss.fused_with(self.layers[-1].activation)
         return (fused, True) if fused is not None else (self.loss, False)
 
-    def _forward(self, x: Any, logits: bool) -> tuple[Any, list]:
+    def _forward(self, x: Any, logits: bool, train: bool = False) -> tuple[Any, list]:
         backprops = []
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x, backprop = layer.forward(x, need_dx=i > 0, logits=logits and i == last)
+            x, backprop = layer.forward(x, need_dx=i > 0, logits=logits and i == last, train=train)
             backprops.append(backprop)
         return x, backprops
 
     def _loss_and_metrics(self, x: Any, y: Any, train: bool) -> tuple[Any, dict[str, Any]]:
         """Forward (and, when training, backward and update) on one batch: (loss, metric values)."""
         loss, fused = self._head
-        out, backprops = self._forward(x, logits=fused)
-        value, grad = self.backend.ops.loss(loss, out, y)
+        out, backprops = self._forward(x, logits=fused, train=train)
+        value, grad = self.backend.ops.loss(loss, out, y, self._loss_buffers if train else None)
         if train:
             for backprop in reversed(backprops):
                 grad = backprop(grad)

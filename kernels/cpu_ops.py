@@ -1,0 +1,121 @@
+"""The NumPy backend's ops table: BLAS GEMMs into preallocated buffers plus the Numba kernels
+of `cpu.py`. Anything they don't cover (softmax inside a layer, non-contiguous or non-float
+arrays, probabilities instead of logits) falls back to the pure Array-API table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+
+from fastnn.kernels import cpu
+from fastnn.kernels._config import ACT_CODES, PARALLEL_MIN_ELEMENTS, configure_threading
+from fastnn.ops import ArrayOps
+
+
+def _sigmoid_inplace(z: np.ndarray, y: np.ndarray) -> None:
+    """sigmoid(z) = 0.5 * tanh(z / 2) + 0.5: NumPy's SIMD tanh, no overflow, no temporaries."""
+    np.multiply(z, 0.5, out=y)
+    np.tanh(y, out=y)
+    y *= 0.5
+    y += 0.5
+
+
+# Forward epilogues where NumPy's SIMD ufuncs beat numba's scalar exp/tanh (numba ships no SVML
+# here); chosen from `python benchmarks/kernels.py` (figures in README).
+NUMPY_EPILOGUES = {
+    "sigmoid": _sigmoid_inplace,
+    "tanh": lambda z, y: np.tanh(z, out=y),
+}
+
+LOSS_KERNELS = {
+    ("binary_crossentropy", True): cpu.sigmoid_bce_logits,
+    ("categorical_crossentropy", True): cpu.softmax_cce_logits,
+    ("mse", False): cpu.mse,
+    ("mse", True): cpu.mse,
+}
+
+
+def _native(*arrays: Any) -> bool:
+    """True when every array is a C-contiguous float32/float64 NumPy array of one dtype."""
+    dtype = arrays[0].dtype if type(arrays[0]) is np.ndarray else None
+    return dtype in (np.float32, np.float64) and all(
+        type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous for a in arrays
+    )
+
+
+def _buffer(buffers: dict | None, key: str, shape: tuple, dtype: Any) -> np.ndarray:
+    """A scratch array kept in `buffers` between steps (a fresh one when buffers is None).
+    Keyed by shape too, so an epoch's short last batch doesn't evict the full-size buffers."""
+    if buffers is None:
+        return np.empty(shape, dtype)
+    buf = buffers.get((key, shape))
+    if buf is None or buf.dtype != dtype:
+        buf = buffers[(key, shape)] = np.empty(shape, dtype)
+    return buf
+
+
+class NumbaOps(ArrayOps):
+    name = "numba"
+
+    def __init__(self, backend: Any, numpy_epilogues: bool = True) -> None:
+        super().__init__(backend)
+        configure_threading()
+        self.epilogues = NUMPY_EPILOGUES if numpy_epilogues else {}
+
+    def dense_forward(self, x, W, b, act, buffers=None):
+        code = ACT_CODES.get(act.name)
+        if code is None or not _native(x, W, b):
+            return super().dense_forward(x, W, b, act, buffers)
+        shape = (x.shape[0], W.shape[1])
+        z = np.matmul(x, W, out=_buffer(buffers, "z", shape, W.dtype))
+        y = _buffer(buffers, "y", shape, W.dtype) if act.needs_z else z
+        epilogue = self.epilogues.get(act.name)
+        if epilogue is not None:
+            np.add(z, b, out=z)
+            epilogue(z, y)
+        else:
+            kernel = cpu.bias_act_parallel if z.size >= PARALLEL_MIN_ELEMENTS else cpu.bias_act
+            kernel(z, b, y, code, W.dtype.type(getattr(act, "alpha", 0)))
+        return y, (z if act.needs_z else None)
+
+    def dense_backward(self, dy, x, W, y, z, act, need_dx, buffers=None):
+        code = ACT_CODES.get(act.name)
+        if code is None or not _native(dy, x, W, y):
+            return super().dense_backward(dy, x, W, y, z, act, need_dx, buffers)
+        dtype = W.dtype
+        dz = _buffer(buffers, "dz", dy.shape, dtype)
+        db = _buffer(buffers, "db", (W.shape[1],), dtype)
+        args = (dy, y, y if z is None else z, code, dtype.type(getattr(act, "alpha", 0)), dz, db)
+        if dy.size >= PARALLEL_MIN_ELEMENTS:
+            cpu.act_grad_bias_parallel(*args, numba.get_num_threads())
+        else:
+            cpu.act_grad_bias(*args)
+        dW = np.matmul(x.T, dz, out=_buffer(buffers, "dW", W.shape, dtype))
+        dx = np.matmul(dz, W.T, out=_buffer(buffers, "dx", x.shape, dtype)) if need_dx else None
+        return dx, dW, db
+
+    def loss(self, loss, y_pred, y_true, buffers=None):
+        kernel = LOSS_KERNELS.get((loss.name, loss.from_logits))
+        if kernel is None or not _native(y_pred, y_true):
+            return super().loss(loss, y_pred, y_true, buffers)
+        grad = _buffer(buffers, "loss_grad", y_pred.shape, y_pred.dtype)
+        return kernel(y_pred, y_true, grad), grad
+
+    def sgd_update(self, opt, p, g, state) -> bool:
+        if not _native(p, g):
+            return False
+        t = p.dtype.type
+        buf = state.get("momentum", p)
+        cpu.sgd_update(p.reshape(-1), g.reshape(-1), buf.reshape(-1), t(opt.lr), t(opt.momentum), opt.nesterov)
+        return True
+
+    def adam_update(self, opt, p, g, state) -> bool:
+        if not _native(p, g):
+            return False
+        t = p.dtype.type
+        step, root_bc2 = opt.step_sizes()
+        cpu.adam_update(p.reshape(-1), g.reshape(-1), state["m"].reshape(-1), state["v"].reshape(-1),
+                        t(opt.beta_1), t(opt.beta_2), t(step), t(root_bc2), t(opt.epsilon))
+        return True

@@ -1,0 +1,117 @@
+"""Every compiled CPU kernel against its pure Array-API twin: shapes 1×1, 37×19 and large
+(parallel variants), float32 and float64, every activation, loss head and optimizer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import activations, losses, optimizers
+from fastnn.kernels._config import PARALLEL_MIN_ELEMENTS
+from fastnn.kernels.cpu_ops import NumbaOps
+from fastnn.ops import ArrayOps
+
+SHAPES = [(1, 1, 1), (37, 19, 23), (PARALLEL_MIN_ELEMENTS // 32 + 5, 40, 32)]  # (rows, in, out)
+TOL = {"float32": dict(rtol=2e-5, atol=2e-6), "float64": dict(rtol=1e-12, atol=1e-13)}
+
+
+def tables(dtype, numpy_epilogues=True):
+    be = fastnn.backend().with_options(dtype=dtype, kernels=True)
+    return be, NumbaOps(be, numpy_epilogues=numpy_epilogues), ArrayOps(be)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", SHAPES, ids=["1x1", "37x19", "large"])
+@pytest.mark.parametrize("name", sorted(set(activations.ACTIVATIONS) - {"softmax"}))
+@pytest.mark.parametrize("numpy_epilogues", [True, False], ids=["numpy-epilogues", "numba-only"])
+def test_dense_kernels_match_pure_twin(dtype, shape, name, numpy_epilogues):
+    rng = np.random.default_rng(0)
+    n, k, m = shape
+    be, fused, pure = tables(dtype, numpy_epilogues)
+    act = activations.get(name)
+    x, W, b = (np.asarray(rng.standard_normal(s) * 2, dtype) for s in ((n, k), (k, m), (m,)))
+    dy = np.asarray(rng.standard_normal((n, m)), dtype)
+    buffers = {}
+    y, z = fused.dense_forward(x, W, b, act, buffers)
+    y_ref, z_ref = pure.dense_forward(x, W, b, act)
+    np.testing.assert_allclose(y, y_ref, **TOL[dtype])
+    dy_before = dy.copy()
+    grads = fused.dense_backward(dy, x, W, y, z, act, True, buffers)
+    refs = pure.dense_backward(dy, x, W, y_ref, z_ref, act, True)
+    np.testing.assert_array_equal(dy, dy_before)  # the kernel does not overwrite its input
+    for got, ref, label in zip(grads, refs, ("dx", "dW", "db")):
+        scale = max(1.0, float(np.abs(ref).max()))
+        np.testing.assert_allclose(got / scale, ref / scale, err_msg=label, **TOL[dtype])
+
+
+def test_softmax_layer_and_foreign_layouts_fall_back_to_pure():
+    be, fused, pure = tables("float32")
+    x = np.ones((4, 3), np.float32)
+    W, b = np.ones((3, 2), np.float32), np.zeros(2, np.float32)
+    softmax = activations.get("softmax")
+    np.testing.assert_allclose(fused.dense_forward(x, W, b, softmax)[0], pure.dense_forward(x, W, b, softmax)[0])
+    x_f = np.asfortranarray(np.arange(12, dtype=np.float32).reshape(4, 3))  # not C-contiguous
+    np.testing.assert_allclose(fused.dense_forward(x_f, W, b, activations.get("relu"))[0],
+                               pure.dense_forward(x_f, W, b, activations.get("relu"))[0])
+
+
+LOSS_CASES = [("mse", False), ("mse", True), ("binary_crossentropy", True), ("categorical_crossentropy", True),
+              ("binary_crossentropy", False)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(1, 1), (37, 19), (4096, 10)], ids=["1x1", "37x19", "large"])
+@pytest.mark.parametrize("case", LOSS_CASES, ids=lambda c: f"{c[0]}{'-logits' if c[1] else ''}")
+def test_loss_kernels_match_pure_twin(dtype, shape, case):
+    rng = np.random.default_rng(1)
+    be, fused, pure = tables(dtype)
+    loss = losses.get({"name": case[0], "from_logits": case[1]})
+    y_pred = np.asarray(rng.standard_normal(shape) * 30, dtype)  # includes saturated logits
+    if case == ("binary_crossentropy", False):
+        y_pred = np.asarray(rng.uniform(0.01, 0.99, shape), dtype)
+    y_true = np.asarray(np.eye(shape[1])[rng.integers(0, shape[1], shape[0])], dtype)
+    value, grad = fused.loss(loss, y_pred, y_true, {})
+    ref_value, ref_grad = pure.loss(loss, y_pred, y_true)
+    assert float(value) == pytest.approx(float(ref_value), rel=10 * TOL[dtype]["rtol"])
+    np.testing.assert_allclose(grad, ref_grad, rtol=TOL[dtype]["rtol"], atol=TOL[dtype]["atol"] / shape[0])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("config", [{"name": "sgd", "lr": 0.1}, {"name": "sgd", "lr": 0.1, "momentum": 0.9},
+                                    {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True},
+                                    {"name": "adam", "lr": 0.01}], ids=["sgd", "momentum", "nesterov", "adam"])
+def test_optimizer_kernels_match_pure_twin(dtype, config):
+    rng = np.random.default_rng(2)
+    be, fused, pure = tables(dtype)
+    start = [np.asarray(rng.standard_normal(s), dtype) for s in ((37, 19), (19,))]
+    results = []
+    for table in (fused, pure):
+        opt, params = optimizers.get(config), [p.copy() for p in start]
+        opt.build(params)
+        for step in range(5):
+            opt.apply(params, [np.asarray(rng_g, dtype) for rng_g in
+                               (np.sin(step + start[0]), np.cos(step + start[1]))], table)
+        results.append(params)
+    for got, ref in zip(*results):
+        np.testing.assert_allclose(got, ref, **TOL[dtype])
+
+
+def test_training_step_reuses_buffers():
+    """A steady-state step allocates no new large arrays: the same buffers come back."""
+    with fastnn.use("numpy", kernels=True):
+        model = fastnn.Sequential([fastnn.layers.Dense(16, "relu", input_dim=4),
+                                   fastnn.layers.Dense(1, "sigmoid")], seed=0)
+        model.compile("sgd", "binary_crossentropy", metrics=[])
+        x, y = np.random.default_rng(0).standard_normal((256, 4)), np.zeros(256)
+        model.fit(x, y, epochs=1, batch_size=None, verbose=0)
+        ids = {k: id(v) for layer in model.layers for k, v in layer.buffers.items()}
+        model.fit(x, y, epochs=2, batch_size=None, verbose=0)
+        assert ids and ids == {k: id(v) for layer in model.layers for k, v in layer.buffers.items()}
+
+
+def test_kernels_can_be_switched_off():
+    with fastnn.use("numpy", kernels=False) as be:
+        assert type(be.ops) is ArrayOps
+    with fastnn.use("numpy") as be:
+        assert type(be.ops) is NumbaOps
