@@ -91,7 +91,7 @@ class NumbaOps(ArrayOps):
         if dy.size >= PARALLEL_MIN_ELEMENTS:
             cpu.act_grad_bias_parallel(*args, numba.get_num_threads())
         else:
-            cpu.act_grad_bias(*args)
+            cpu.act_grad_bias(*args, 1)
         dW = np.matmul(x.T, dz, out=_buffer(buffers, "dW", W.shape, dtype))
         dx = np.matmul(dz, W.T, out=_buffer(buffers, "dx", x.shape, dtype)) if need_dx else None
         return dx, dW, db
@@ -107,7 +107,7 @@ class NumbaOps(ArrayOps):
         if not _native(p, g):
             return False
         t = p.dtype.type
-        buf = state.get("momentum", p)
+        buf = state.get("momentum", g)  # g stands in when momentum is 0: read never, written never
         cpu.sgd_update(p.reshape(-1), g.reshape(-1), buf.reshape(-1), t(opt.lr), t(opt.momentum), opt.nesterov)
         return True
 

@@ -1,0 +1,94 @@
+"""The CuPy backend's ops table: cuBLAS GEMMs (through the Array API) plus the Numba CUDA
+kernels of `cuda.py`, launched on CuPy's current stream. Written against `xp`, so the CUDA
+simulator can drive the same code with NumPy arrays in CI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from numba import cuda as numba_cuda
+
+from fastnn.kernels import cuda
+from fastnn.kernels._config import ACT_CODES
+from fastnn.ops import ArrayOps
+
+LOSS_KERNELS = {
+    ("binary_crossentropy", True): cuda.sigmoid_bce_logits,
+    ("categorical_crossentropy", True): cuda.softmax_cce_logits,
+}
+
+
+class CudaOps(ArrayOps):
+    name = "numba-cuda"
+
+    def __init__(self, backend: Any) -> None:
+        super().__init__(backend)
+        self.float_dtypes = (self.xp.float32, self.xp.float64)
+
+    def _launch(self, kernel: Any, grid: Any, block: Any, *args: Any) -> None:
+        """Launch on CuPy's current stream, so kernels order correctly with CuPy's work."""
+        if self.backend.name == "cupy":
+            import cupy
+
+            stream = numba_cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+            kernel[grid, block, stream](*args)
+        else:  # the simulator (NumPy arrays): no streams there
+            kernel[grid, block](*args)
+
+    def _supported(self, *arrays: Any) -> bool:
+        dtype = arrays[0].dtype
+        return dtype in self.float_dtypes and all(
+            a.dtype == dtype and a.flags.c_contiguous for a in arrays
+        )
+
+    def dense_forward(self, x, W, b, act, buffers=None):
+        code = ACT_CODES.get(act.name)
+        if code is None or not self._supported(x, W, b):
+            return super().dense_forward(x, W, b, act, buffers)
+        z = x @ W
+        y = self.xp.empty_like(z) if act.needs_z else z
+        alpha = W.dtype.type(getattr(act, "alpha", 0))
+        self._launch(cuda.bias_act, *cuda.flat_grid(z.size), z, b, y, code, alpha)
+        return y, (z if act.needs_z else None)
+
+    def dense_backward(self, dy, x, W, y, z, act, need_dx, buffers=None):
+        code = ACT_CODES.get(act.name)
+        if code is None or not self._supported(dy, x, W, y):
+            return super().dense_backward(dy, x, W, y, z, act, need_dx, buffers)
+        dz = self.xp.empty_like(dy)
+        db = self.xp.zeros((W.shape[1],), dtype=W.dtype, device=self.backend.device)
+        alpha = W.dtype.type(getattr(act, "alpha", 0))
+        grid, block = cuda.column_grid(*dy.shape)
+        self._launch(cuda.act_grad_bias, grid, block, dy, y, y if z is None else z, code, alpha, dz, db)
+        dx = dz @ self.xp.matrix_transpose(W) if need_dx else None
+        return dx, self.xp.matrix_transpose(x) @ dz, db
+
+    def loss(self, loss, y_pred, y_true, buffers=None):
+        kernel = LOSS_KERNELS.get((loss.name, loss.from_logits))
+        if kernel is None or not self._supported(y_pred, y_true):
+            return super().loss(loss, y_pred, y_true, buffers)
+        grad = self.xp.empty_like(y_pred)
+        total = self.xp.zeros((1,), dtype=self.xp.float64, device=self.backend.device)
+        rows_kernel = kernel is cuda.softmax_cce_logits
+        grid = cuda.flat_grid(y_pred.shape[0] if rows_kernel else y_pred.size)
+        self._launch(kernel, *grid, y_pred, y_true, grad, total)
+        return total[0], grad
+
+    def sgd_update(self, opt, p, g, state) -> bool:
+        if not self._supported(p, g):
+            return False
+        t = p.dtype.type
+        buf = state.get("momentum", g)  # g stands in when momentum is 0: read never, written never
+        flat = [self.xp.reshape(a, (-1,)) for a in (p, g, buf)]
+        self._launch(cuda.sgd_update, *cuda.flat_grid(p.size), *flat, t(opt.lr), t(opt.momentum), opt.nesterov)
+        return True
+
+    def adam_update(self, opt, p, g, state) -> bool:
+        if not self._supported(p, g):
+            return False
+        t = p.dtype.type
+        step, root_bc2 = opt.step_sizes()
+        flat = [self.xp.reshape(a, (-1,)) for a in (p, g, state["m"], state["v"])]
+        self._launch(cuda.adam_update, *cuda.flat_grid(p.size), *flat,
+                     t(opt.beta_1), t(opt.beta_2), t(step), t(root_bc2), t(opt.epsilon))
+        return True

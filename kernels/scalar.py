@@ -1,0 +1,76 @@
+"""Scalar activation math shared by the CPU (numba.njit) and GPU (numba.cuda) kernels.
+
+`register_jitable` compiles these for whichever target calls them, so the formulas exist once.
+They mirror `fastnn.activations`, which is their test oracle.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba.extending import register_jitable
+
+GELU_C = math.sqrt(2 / math.pi)
+
+# (No builtin min/max below: inside register_jitable they fail to compile for CUDA.)
+
+
+@register_jitable
+def clip10(v):
+    """v clipped to [-10, 10]: where GELU's tanh is already ±1, so the cube cannot overflow."""
+    return 10.0 if v > 10 else (-10.0 if v < -10 else v)
+
+
+@register_jitable
+def sigmoid(v):
+    """1 / (1 + exp(-v)) without overflow: exp only ever sees -|v|."""
+    e = math.exp(-abs(v))
+    return 1 / (1 + e) if v >= 0 else e / (1 + e)
+
+
+@register_jitable
+def act(v, code, alpha):
+    """activation(v) for an activation code (see _config.ACT_CODES)."""
+    if code == 0:
+        return v
+    if code == 1:
+        return v if v > 0 else v - v  # v - v: a zero of v's dtype (a literal 0 would promote float32)
+    if code == 2:
+        return v if v > 0 else v * alpha
+    if code == 3:
+        return sigmoid(v)
+    if code == 4:
+        return math.tanh(v)
+    if code == 5:
+        return v * sigmoid(v)
+    c = clip10(v)
+    return 0.5 * v * (1 + math.tanh(GELU_C * (c + 0.044715 * c * c * c)))
+
+
+@register_jitable
+def act_grad(g, y, z, code, alpha):
+    """d loss / d z from g = d loss / d y, where y = activation(z)."""
+    if code == 0:
+        return g
+    if code == 1:
+        return g if y > 0 else g - g
+    if code == 2:
+        return g if y > 0 else g * alpha
+    if code == 3:
+        return g * y * (1 - y)
+    if code == 4:
+        return g * (1 - y * y)
+    if code == 5:
+        s = sigmoid(z)
+        return g * s * (1 + z * (1 - s))
+    c = clip10(z)
+    t = math.tanh(GELU_C * (c + 0.044715 * c * c * c))
+    return g * (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * c * c))
+
+
+@register_jitable
+def bce_logits(v, target):
+    """(loss, d loss / d v) of binary cross-entropy on one logit: exact and overflow-free."""
+    e = math.exp(-abs(v))
+    s = 1 / (1 + e) if v >= 0 else e / (1 + e)
+    return (v if v > 0 else v - v) - v * target + math.log1p(e), s - target

@@ -1,0 +1,94 @@
+"""Numba CUDA kernels against their pure Array-API twins, through the real dispatch table
+(`CudaOps`). On a GPU they run on CuPy arrays; on CI, through the CUDA simulator on NumPy
+arrays (`NUMBA_ENABLE_CUDASIM=1 pytest -m cudasim`, set before numba is imported). The
+simulator runs each thread in Python, so shapes stay tiny."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import activations, losses, optimizers
+from fastnn.ops import ArrayOps
+
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+ON_GPU = "cupy" in fastnn.available_backends() and not SIMULATOR
+
+pytestmark = [
+    pytest.mark.cudasim,
+    pytest.mark.skipif(not (SIMULATOR or ON_GPU),
+                       reason="needs a CUDA GPU, or the simulator: NUMBA_ENABLE_CUDASIM=1 pytest -m cudasim"),
+    # tiny test grids: real CUDA warns that they under-use the GPU, which is the point here
+    pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning"),
+]
+
+SHAPES = [(1, 1, 1), (5, 4, 3)]  # (rows, in, out)
+TOL = {"float32": dict(rtol=2e-5, atol=2e-6), "float64": dict(rtol=1e-12, atol=1e-13)}
+
+
+@pytest.fixture(params=["float32", "float64"])
+def tables(request):
+    from fastnn.kernels.cuda_ops import CudaOps
+
+    be = fastnn.backend().with_options(dtype=request.param, kernels=False)
+    if ON_GPU:
+        be = fastnn.use("cupy", dtype=request.param, kernels=False).backend
+    return be, CudaOps(be), ArrayOps(be), request.param
+
+
+def arrays(be, rng, *shapes, scale=2.0):
+    return [be.asarray(rng.standard_normal(s) * scale) for s in shapes]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=["1x1", "5x3"])
+@pytest.mark.parametrize("name", sorted(set(activations.ACTIVATIONS) - {"softmax"}))
+def test_dense_kernels_match_pure_twin(tables, shape, name):
+    be, fused, pure, dtype = tables
+    n, k, m = shape
+    rng = np.random.default_rng(0)
+    act = activations.get(name)
+    x, W, b, dy = arrays(be, rng, (n, k), (k, m), (m,), (n, m))
+    y, z = fused.dense_forward(x, W, b, act)
+    y_ref, z_ref = pure.dense_forward(x, W, b, act)
+    np.testing.assert_allclose(fastnn.to_numpy(y), fastnn.to_numpy(y_ref), **TOL[dtype])
+    got = fused.dense_backward(dy, x, W, y, z, act, True)
+    ref = pure.dense_backward(dy, x, W, y_ref, z_ref, act, True)
+    for g, r, label in zip(got, ref, ("dx", "dW", "db")):
+        g, r = fastnn.to_numpy(g), fastnn.to_numpy(r)
+        scale = max(1.0, float(np.abs(r).max()))  # sums: compare relative to their largest term
+        np.testing.assert_allclose(g / scale, r / scale, err_msg=label, **TOL[dtype])
+
+
+@pytest.mark.parametrize("name", ["binary_crossentropy", "categorical_crossentropy"])
+def test_loss_kernels_match_pure_twin(tables, name):
+    be, fused, pure, dtype = tables
+    rng = np.random.default_rng(1)
+    loss = losses.get({"name": name, "from_logits": True})
+    (logits,) = arrays(be, rng, (4, 3), scale=30.0)
+    targets = be.asarray(np.eye(3)[[0, 2, 1, 2]])
+    value, grad = fused.loss(loss, logits, targets)
+    ref_value, ref_grad = pure.loss(loss, logits, targets)
+    assert float(value) == pytest.approx(float(ref_value), rel=10 * TOL[dtype]["rtol"])
+    np.testing.assert_allclose(fastnn.to_numpy(grad), fastnn.to_numpy(ref_grad), **TOL[dtype])
+
+
+@pytest.mark.parametrize("config", [{"name": "sgd", "lr": 0.1}, {"name": "sgd", "lr": 0.1, "momentum": 0.9},
+                                    {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True},
+                                    {"name": "adam", "lr": 0.01}], ids=["sgd", "momentum", "nesterov", "adam"])
+def test_optimizer_kernels_match_pure_twin(tables, config):
+    be, fused, pure, dtype = tables
+    rng = np.random.default_rng(2)
+    start = arrays(be, rng, (3, 2), (2,))
+    grads = arrays(be, rng, (3, 2), (2,))
+    results = []
+    for table in (fused, pure):
+        opt, params = optimizers.get(config), [be.xp.asarray(p, copy=True) for p in start]
+        opt.build(params)
+        for _ in range(3):
+            opt.apply(params, grads, table)
+        results.append([fastnn.to_numpy(p) for p in params])
+    for got, ref in zip(*results):
+        np.testing.assert_allclose(got, ref, **TOL[dtype])
