@@ -32,21 +32,19 @@ def warmup(backend: str = "numpy", dtypes: tuple[str, ...] = ("float32", "float6
 
     from fastnn import activations, losses, optimizers
     from fastnn.backend import resolve
-    from fastnn.kernels._config import PARALLEL_MIN_ELEMENTS
 
     start = time.perf_counter()
     for dtype in dtypes:
         be = resolve(backend, dtype, kernels=True)
         ops = be.ops
-        for rows in (4, PARALLEL_MIN_ELEMENTS // 4):  # serial and parallel variants
-            x = be.asarray(np.ones((rows, 4)))
-            W, b = be.asarray(np.ones((4, 4)) * 0.1), be.asarray(np.zeros(4))
-            for name in activations.ACTIVATIONS:
-                for numpy_epilogue in (True, False):
-                    act = activations.get(name)
-                    table = type(ops)(be, numpy_epilogues=numpy_epilogue) if hasattr(ops, "epilogues") else ops
-                    y, z = table.dense_forward(x, W, b, act)
-                    table.dense_backward(y, x, W, y, z, act, True)
+        x = be.asarray(np.ones((4, 4)))
+        W, b = be.asarray(np.ones((4, 4)) * 0.1), be.asarray(np.zeros(4))
+        tables = [ops, type(ops)(be, numpy_epilogues=False)] if hasattr(ops, "epilogues") else [ops]
+        for name in activations.ACTIVATIONS:
+            act = activations.get(name)
+            for table in tables:  # the NumPy-epilogue and the all-Numba variants
+                y, z = table.dense_forward(x, W, b, act)
+                table.dense_backward(y, x, W, y, z, act, True)
         for name, from_logits in (("mse", False), ("binary_crossentropy", True), ("categorical_crossentropy", True)):
             ops.loss(losses.get({"name": name, "from_logits": from_logits}), x, x)
         for opt in (optimizers.SGD(0.1), optimizers.SGD(0.1, momentum=0.9), optimizers.Adam()):

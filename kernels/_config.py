@@ -9,11 +9,6 @@ import tempfile
 # a loop-invariant code is hoisted out of the loop: measured as fast as a dedicated kernel).
 ACT_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4, "swish": 5, "gelu": 6}
 
-# Elementwise work below this many elements runs serially: a parallel region costs tens of
-# microseconds with the workqueue layer (measured on 2 cores).
-PARALLEL_MIN_ELEMENTS = 1 << 18
-
-
 def _cache_writable() -> bool:
     """numba's cache=True raises at import when its cache dir is read-only: probe it first."""
     target = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.path.dirname(__file__), "__pycache__")
@@ -26,12 +21,3 @@ def _cache_writable() -> bool:
 
 
 CACHE = _cache_writable()
-
-
-def configure_threading() -> None:
-    """Use numba's `workqueue` threading layer unless the user chose one: the default OpenMP
-    layer spin-waits beside OpenBLAS's threads and slowed training steps up to 40× here."""
-    if "NUMBA_THREADING_LAYER" not in os.environ:
-        import numba
-
-        numba.config.THREADING_LAYER = "workqueue"

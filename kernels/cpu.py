@@ -1,50 +1,67 @@
 """Numba CPU kernels: fused bias + activation (forward), activation derivative + bias gradient
 (backward), fused loss heads and in-place optimizer updates. Every kernel has a pure Array-API
-twin in fastnn (activations, losses, optimizers): the tests compare them."""
+twin in fastnn (activations, losses, optimizers): the tests compare them.
+
+Measured on 2 cores (1M x 50 float32, see README): kernels specialised per activation (the
+code a compile-time constant) run ReLU forward in 11 ms and backward in 22 ms, 4x and 7x faster
+than one kernel branching on the code at run time; writing the output in place rather than to
+a second array that might alias the first is 1.6-3x faster; prange gave no gain on these
+memory-bound loops, so all kernels are serial (and numba's threading layer never starts).
+"""
 
 from __future__ import annotations
 
+import functools
+from typing import Callable, NamedTuple
+
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from fastnn.kernels._config import CACHE
 from fastnn.kernels.scalar import act, act_grad, bce_logits
 
 jit = njit(cache=CACHE, nogil=True)
-jit_parallel = njit(cache=CACHE, nogil=True, parallel=True)
 
 
-def _bias_act(z, b, y, code, alpha):
-    """z += b; y = act(z) (y may be z itself when the derivative needs only y)."""
-    n, m = z.shape
-    for i in prange(n):
-        for j in range(m):
-            v = z[i, j] + b[j]
-            z[i, j] = v
-            y[i, j] = act(v, code, alpha)
+class DenseKernels(NamedTuple):
+    bias_act_inplace: Callable  # (z, b, alpha): z = act(z + b)
+    bias_act_keep: Callable  # (z, b, y, alpha): z += b, y = act(z)
+    act_grad_bias: Callable  # (g, saved, alpha, dz, db): dz = act'(.) * g, db = column sums of dz
 
 
-def _act_grad_bias(g, y, z, code, alpha, dz, db, chunks):
-    """dz = act'(z) * g and db = column sums of dz, in one pass over rows split into `chunks`
-    parts (each summing into its own row of partial bias gradients); dz may be g itself."""
-    n, m = g.shape
-    partial = np.zeros((chunks, m), dtype=db.dtype)
-    step = (n + chunks - 1) // chunks
-    for c in prange(chunks):
-        for i in range(c * step, min(n, (c + 1) * step)):
+@functools.cache
+def dense_kernels(code: int) -> DenseKernels:
+    """The dense kernels compiled for one activation code (see _config.ACT_CODES). `saved` is
+    y for activations whose derivative needs y, z for those that need z (swish, gelu)."""
+
+    @jit
+    def bias_act_inplace(z, b, alpha):
+        n, m = z.shape
+        for i in range(n):
             for j in range(m):
-                v = act_grad(g[i, j], y[i, j], z[i, j], code, alpha)
+                z[i, j] = act(z[i, j] + b[j], code, alpha)
+
+    @jit
+    def bias_act_keep(z, b, y, alpha):
+        n, m = z.shape
+        for i in range(n):
+            for j in range(m):
+                v = z[i, j] + b[j]
+                z[i, j] = v
+                y[i, j] = act(v, code, alpha)
+
+    @jit
+    def act_grad_bias(g, saved, alpha, dz, db):
+        n, m = g.shape
+        acc = np.zeros(m, dtype=db.dtype)  # a local sum vectorises; summing into db did not
+        for i in range(n):
+            for j in range(m):
+                v = act_grad(g[i, j], saved[i, j], saved[i, j], code, alpha)
                 dz[i, j] = v
-                partial[c, j] += v
-    db[:] = 0
-    for c in range(chunks):
-        for j in range(m):
-            db[j] += partial[c, j]
+                acc[j] += v
+        db[:] = acc
 
-
-# each compiled twice: serial for small arrays, parallel (prange splits the rows) for large
-bias_act, bias_act_parallel = jit(_bias_act), jit_parallel(_bias_act)
-act_grad_bias, act_grad_bias_parallel = jit(_act_grad_bias), jit_parallel(_act_grad_bias)
+    return DenseKernels(bias_act_inplace, bias_act_keep, act_grad_bias)
 
 
 @jit

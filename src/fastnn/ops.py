@@ -18,6 +18,7 @@ class ArrayOps:
     arrays between steps; the pure path ignores it."""
 
     name = "array_api"
+    block_rows: int | None = None  # split larger training batches into row blocks (see Sequential)
 
     def __init__(self, backend: Any) -> None:
         self.backend = backend
