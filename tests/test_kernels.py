@@ -114,3 +114,25 @@ def test_kernels_can_be_switched_off():
         assert type(be.ops) is ArrayOps
     with fastnn.use("numpy") as be:
         assert type(be.ops) is NumbaOps
+
+
+@pytest.mark.parametrize("loss,out", [("binary_crossentropy", 1), ("categorical_crossentropy", 3), ("mse", 2)])
+def test_row_blocked_step_equals_one_full_batch_step(monkeypatch, loss, out):
+    """A batch split into row blocks (gradients summed by block size) takes the same step."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((100, 4))
+    y = rng.integers(0, out, 100) if loss == "categorical_crossentropy" else rng.integers(0, 2, (100, out))
+    results = []
+    for block_rows in (None, 16):  # 100 rows -> 6 blocks of 16 and one of 4
+        monkeypatch.setattr(NumbaOps, "block_rows", block_rows)
+        with fastnn.use("numpy", dtype="float64"):
+            model = fastnn.Sequential([fastnn.layers.Dense(8, "relu"), fastnn.layers.Dense(out, None)], seed=0)
+            model.layers[-1].activation = activations.get("sigmoid" if out == 1 else "softmax" if out == 3 else "linear")
+            model.compile({"name": "adam", "lr": 0.01}, loss)
+            history = model.fit(x, y, epochs=3, batch_size=None, verbose=0)
+            results.append((model.get_weights(), history.history))
+    (w_full, h_full), (w_blocked, h_blocked) = results
+    for a, b in zip(w_full, w_blocked):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    for key in h_full:
+        np.testing.assert_allclose(h_full[key], h_blocked[key], rtol=1e-10)

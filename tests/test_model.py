@@ -160,3 +160,13 @@ def test_train_on_batch_returns_loss_before_step(backend_name):
     before = model.evaluate(XOR_X, XOR_Y)["loss"]
     assert model.train_on_batch(XOR_X, XOR_Y) == pytest.approx(before, rel=1e-6)
     assert model.evaluate(XOR_X, XOR_Y)["loss"] < before
+
+
+def test_get_weights_returns_copies_that_training_does_not_change(backend_name):
+    model = small_model()
+    model.compile("sgd", "mse")
+    before = model.get_weights()
+    snapshot = [w.copy() for w in before]
+    model.fit(XOR_X, XOR_Y, epochs=2, verbose=0)
+    for w, s in zip(before, snapshot):
+        np.testing.assert_array_equal(w, s)

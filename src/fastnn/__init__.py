@@ -8,7 +8,7 @@
     model.fit(x, y, epochs=100)
 """
 
-from fastnn import activations, callbacks, initializers, layers, losses, metrics, optimizers
+from fastnn import activations, callbacks, datasets, initializers, layers, losses, metrics, optimizers
 from fastnn.backend import (
     Backend,
     BackendMismatchError,
@@ -19,13 +19,15 @@ from fastnn.backend import (
     to_numpy,
     use,
 )
-from fastnn.callbacks import Callback, History
+from fastnn.callbacks import Callback, EarlyStopping, History, LambdaCallback, ModelCheckpoint
 from fastnn.model import Sequential
+from fastnn.saving import load
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "BackendMismatchError", "BackendUnavailableError", "Callback", "History", "Sequential",
-    "activations", "asarray", "available_backends", "backend", "callbacks", "initializers", "layers",
-    "losses", "metrics", "optimizers", "to_numpy", "use",
+    "Backend", "BackendMismatchError", "BackendUnavailableError", "Callback", "EarlyStopping", "History",
+    "LambdaCallback", "ModelCheckpoint", "Sequential",
+    "activations", "asarray", "available_backends", "backend", "callbacks", "datasets", "initializers",
+    "layers", "load", "losses", "metrics", "optimizers", "to_numpy", "use",
 ]

@@ -33,3 +33,68 @@ class History(Callback):
     def __repr__(self) -> str:
         last = {k: round(v[-1], 6) for k, v in self.history.items()}
         return f"History(epochs={len(self.epoch)}, last={last})"
+
+
+class LambdaCallback(Callback):
+    """Callbacks from plain functions: `LambdaCallback(on_epoch_end=lambda epoch, logs: ...)`
+    (the moons tutorial draws its decision boundary this way every 50 epochs)."""
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_batch_end=None, on_train_begin=None,
+                 on_train_end=None) -> None:
+        for name, fn in locals().items():
+            if name != "self" and fn is not None:
+                setattr(self, name, fn)
+
+
+class EarlyStopping(Callback):
+    """Stop when `monitor` has not improved by `min_delta` for `patience` epochs; optionally
+    put back the best weights seen."""
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0,
+                 mode: str = "auto", restore_best_weights: bool = False) -> None:
+        self.monitor, self.patience, self.min_delta = monitor, patience, abs(min_delta)
+        self.sign = -1.0 if mode == "min" or (mode == "auto" and "acc" not in monitor) else 1.0
+        self.restore_best_weights = restore_best_weights
+        self.stopped_epoch: int | None = None
+
+    def on_train_begin(self, logs=None):
+        self.best, self.wait, self.best_weights = None, 0, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not logs or self.monitor not in logs:
+            raise KeyError(f"EarlyStopping monitors {self.monitor!r} but the logs have {sorted(logs or {})}; "
+                           "pass validation_data to fit for val_* metrics")
+        score = self.sign * logs[self.monitor]
+        if self.best is None or score > self.best + self.min_delta:
+            self.best, self.wait = score, 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            if self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model after each epoch (or only when `monitor` improves) to `filepath`, which
+    may contain `{epoch}` and any log key, e.g. "model-{epoch:03d}-{val_loss:.3f}.npz"."""
+
+    def __init__(self, filepath: str, monitor: str = "val_loss", save_best_only: bool = False,
+                 mode: str = "auto") -> None:
+        self.filepath, self.monitor, self.save_best_only = str(filepath), monitor, save_best_only
+        self.sign = -1.0 if mode == "min" or (mode == "auto" and "acc" not in monitor) else 1.0
+        self.best: float | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.save_best_only:
+            if self.monitor not in logs:
+                raise KeyError(f"ModelCheckpoint monitors {self.monitor!r} but the logs have {sorted(logs)}")
+            score = self.sign * logs[self.monitor]
+            if self.best is not None and score <= self.best:
+                return
+            self.best = score
+        self.model.save(self.filepath.format(epoch=epoch + 1, **logs))

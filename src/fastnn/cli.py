@@ -22,9 +22,29 @@ def _train(args: argparse.Namespace) -> int:
     for key, value in result["metrics"].items():
         print(f"  {key}: {value:.4f}")
     for key, value in result.items():
-        if key not in ("model", "history", "metrics"):
+        if key not in ("model", "history", "metrics", "data"):
             print(f"  {key}: {value}")
+    if args.save:
+        print(f"  saved to {model.save(args.save)}")
+    if args.plot:
+        _plot(result, args.plot)
+        print(f"  plot written to {args.plot}")
     return 0
+
+
+def _plot(result: dict, path: str) -> None:
+    from fastnn.plots import _pyplot, plot_decision_boundary, plot_history
+
+    plt = _pyplot()
+    x, y = result["data"]
+    two_d = x.shape[1] == 2
+    fig, axes = plt.subplots(1, 2 if two_d else 1, figsize=(10 if two_d else 5, 4), squeeze=False)
+    plot_history(result["history"], ax=axes[0][0])
+    if two_d:
+        plot_decision_boundary(result["model"], x, y, ax=axes[0][1])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -57,13 +77,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=None, help="override the example's epochs")
     train.add_argument("--batch-size", type=int, default=None, help="default: the example's")
     train.add_argument("--verbose", type=int, default=1, help="0 hides the progress bar")
+    train.add_argument("--plot", metavar="FILE", help="write training curves (and the decision boundary) as PNG")
+    train.add_argument("--save", metavar="FILE", help="save the trained model (.npz; load with fastnn.load)")
     train.set_defaults(run=_train)
     info = sub.add_parser("info", help="backends usable here, devices and versions")
     info.set_defaults(run=_info)
+    bench = sub.add_parser("bench", help="time training steps: fastnn vs PyTorch vs the GEMM-only bound",
+                           add_help=False)
+    bench.set_defaults(run=None)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # its own options: see `fastnn bench --help`
+        from fastnn.bench import main as bench_main
+
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

@@ -7,6 +7,7 @@ A model lives on the backend that was active when it was created (or the one nam
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -109,8 +110,9 @@ class Sequential:
         return self.layers[-1].output_dim
 
     def get_weights(self) -> list[np.ndarray]:
-        """Every parameter as a host NumPy array: [W1, b1, W2, b2, ...]."""
-        return [to_numpy(p) for p in self.params]
+        """A copy of every parameter as a host NumPy array: [W1, b1, W2, b2, ...] (a copy, since
+        the optimizer updates the parameters in place)."""
+        return [np.array(to_numpy(p), copy=True) for p in self.params]
 
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Replace every parameter; host or backend arrays, same order and shapes as get_weights."""
@@ -244,13 +246,17 @@ class Sequential:
         self.optimizer.build(self.params)
         return float(self._train_batch(x, y)[0])
 
-    def _run_epoch(self, x: Any, y: Any, batch_size: int, train: bool, order: np.ndarray | None) -> dict[str, float]:
+    def _run_epoch(self, x: Any, y: Any, batch_size: int, train: bool, order: np.ndarray | None,
+                   on_batch: Any = None) -> dict[str, float]:
+        """One pass over (x, y) in batches: the size-weighted mean loss and metrics. Batch losses
+        stay on the device (no host sync per batch) unless `on_batch(index, loss)` wants them."""
         xp = self.backend.xp
         if order is not None:
             index = xp.asarray(order, device=self.backend.device)
             x, y = xp.take(x, index, axis=0), xp.take(y, index, axis=0)
         n = x.shape[0]
         totals: dict[str, Any] = {}
+        batch_losses = []
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             batch = (x[start:stop, ...], y[start:stop, ...])
@@ -258,7 +264,13 @@ class Sequential:
             weight = (stop - start) / n
             for key, v in {"loss": value, **values}.items():
                 totals[key] = totals.get(key, 0.0) + v * weight
-        return {key: float(v) for key, v in totals.items()}
+            batch_losses.append(value)
+            if on_batch is not None:
+                on_batch(len(batch_losses) - 1, value)
+        logs = {key: float(v) for key, v in totals.items()}
+        if train and not math.isfinite(logs["loss"]):
+            logs["nonfinite_batch"] = next(i for i, v in enumerate(batch_losses) if not math.isfinite(float(v)))
+        return logs
 
     def fit(
         self,
@@ -270,9 +282,13 @@ class Sequential:
         validation_data: tuple[Any, Any] | None = None,
         callbacks: Sequence[Callback] | None = None,
         verbose: int = 1,
+        nan_guard: bool = True,
     ) -> History:
         """Train for `epochs` passes over (x, y). `batch_size=None` is full batch, 1 is online
-        SGD. Returns a History whose `.history` maps "loss", metrics and "val_*" to lists."""
+        SGD. Returns a History whose `.history` maps "loss", metrics and "val_*" to lists. A
+        progress bar shows per epoch (and per batch on epochs of 1 000+ batches) unless
+        verbose=0. With `nan_guard`, a NaN/Inf loss stops training with a warning that names
+        the epoch and batch."""
         self._require_compiled()
         x, y = self._prepare(x, y)
         if validation_data is not None:
@@ -293,19 +309,36 @@ class Sequential:
         for hook in hooks:
             hook.model = self
             hook.on_train_begin()
+        batch_hooks = [h for h in hooks if _overrides(h, "on_batch_end")]
+        batches = math.ceil(n / batch_size)
         self.stop_training = False
         bar = tqdm(range(epochs), disable=not verbose, unit="epoch", leave=True)
         for epoch in bar:
             for hook in hooks:
                 hook.on_epoch_begin(epoch)
             order = self._shuffle_rng.permutation(n) if shuffle and batch_size < n else None
-            logs = self._run_epoch(x, y, batch_size, train=True, order=order)
-            if validation_data is not None:
+            inner = tqdm(total=batches, disable=not verbose or batches < 1000, unit="batch", leave=False)
+
+            def on_batch(index, value, inner=inner):
+                inner.update()
+                for hook in batch_hooks:
+                    hook.on_batch_end(index, {"loss": float(value)})
+
+            logs = self._run_epoch(x, y, batch_size, train=True, order=order,
+                                   on_batch=on_batch if batch_hooks or not inner.disable else None)
+            inner.close()
+            bad_batch = logs.pop("nonfinite_batch", None)
+            if validation_data is not None and bad_batch is None:
                 val = self._run_epoch(val_x, val_y, val_x.shape[0], train=False, order=None)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             for hook in hooks:
                 hook.on_epoch_end(epoch, logs)
             bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
+            if bad_batch is not None and nan_guard:
+                warnings.warn(f"training stopped: the loss became NaN or Inf at epoch {epoch + 1}, batch "
+                              f"{bad_batch + 1} of {batches}; try a smaller learning rate or check the data "
+                              f"(fit(..., nan_guard=False) trains on regardless)", RuntimeWarning, stacklevel=2)
+                self.stop_training = True
             if self.stop_training:
                 break
         bar.close()
@@ -327,6 +360,12 @@ class Sequential:
         parts = [self._forward(x[i:i + step, ...], logits=False)[0] for i in range(0, n, step)]
         return parts[0] if len(parts) == 1 else self.backend.xp.concat(parts, axis=0)
 
+    def save(self, path: Any) -> Any:
+        """Write architecture, weights and optimizer state to one .npz file (see fastnn.load)."""
+        from fastnn.saving import save
+
+        return save(self, path)
+
     def get_config(self) -> dict:
         return {"layers": [layer.get_config() for layer in self.layers], "seed": self.seed,
                 "dtype": self.backend.dtype_name, "input_dim": self.input_dim}
@@ -341,3 +380,8 @@ class Sequential:
 
     def __repr__(self) -> str:
         return f"Sequential({self.layers!r}, backend={self.backend.name!r})"
+
+
+def _overrides(hook: Callback, method: str) -> bool:
+    """Whether `hook` implements `method` itself (so fit only syncs batch losses when needed)."""
+    return method in vars(hook) or getattr(type(hook), method) is not getattr(Callback, method)

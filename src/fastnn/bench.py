@@ -1,0 +1,490 @@
+"""Benchmark harness behind `fastnn bench`: one training step (forward + backward + SGD update)
+of the tutorial networks at growing batch sizes, for every implementation that can run here —
+fastnn (each usable backend, fused kernels and pure Array API), PyTorch eager (CPU, and CUDA
+with a GPU), tutorial-style NumPy, and the bound: only the GEMMs the step needs.
+
+Method: every implementation starts from the same weights and must compute the same first
+loss (else the run stops: a fast wrong number is worse than none); warm-up steps, then
+repetitions interleaved across implementations so drift hits all alike; medians reported,
+with ratios to the bound and to PyTorch taken from the same run. PyTorch (CPU) is timed in a
+child process per network, right after the others, on the same data and weights: in one
+process its OpenMP threads and OpenBLAS's fight for the 2 cores (a GEMM step right after a
+PyTorch step took 3.6 ms instead of 0.06 ms; a PyTorch step after a 50 ms pause 2-80 ms
+instead of 1), so interleaving them would measure the interference, not the libraries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import fastnn
+from fastnn.layers import Dense
+
+
+@dataclass(frozen=True)
+class Network:
+    widths: tuple[int, ...]
+    activations: tuple[str, ...]
+    loss: str
+    max_batch: int  # memory cap on this 24 GiB machine, reported with the results
+
+
+NETWORKS = {
+    "moons": Network((2, 25, 50, 50, 25, 1), ("relu",) * 4 + ("sigmoid",), "binary_crossentropy", 1_000_000),
+    "digits": Network((400, 25, 10), ("sigmoid", "sigmoid"), "binary_crossentropy", 500_000),
+    "mnist": Network((784, 512, 512, 10), ("relu", "relu", "softmax"), "categorical_crossentropy", 65_536),
+    "tiny": Network((2, 3, 1), ("relu", "sigmoid"), "mse", 1_000_000),
+}
+LR = 0.01
+
+
+def make_data(net: Network, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Synthetic inputs, targets (one-hot or 0/1 columns) and initial weights, float32."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, net.widths[0])).astype(np.float32)
+    out = net.widths[-1]
+    if net.loss == "categorical_crossentropy":
+        y = np.eye(out, dtype=np.float32)[rng.integers(0, out, n)]
+    else:
+        y = (rng.random((n, out)) > 0.5).astype(np.float32)
+    weights = []
+    for fan_in, fan_out in zip(net.widths[:-1], net.widths[1:]):
+        weights += [(rng.standard_normal((fan_in, fan_out)) * np.sqrt(2 / (fan_in + fan_out))).astype(np.float32),
+                    np.zeros(fan_out, np.float32)]
+    return x, y, weights
+
+
+# ---------------------------------------------------------------------------------------------
+# Implementations: each builds a `step() -> loss or None` from (net, x, y, weights)
+
+
+def fastnn_step(backend: str, kernels: bool) -> Callable:
+    def build(net, x, y, weights):
+        with fastnn.use(backend, kernels=kernels):
+            model = fastnn.Sequential([Dense(w, a) for w, a in zip(net.widths[1:], net.activations)], seed=0)
+            model.compile(fastnn.optimizers.SGD(LR), net.loss, metrics=[])
+            model.build(net.widths[0])
+            model.set_weights(weights)
+            xb, yb = model._prepare(x, y)
+            model.optimizer.build(model.params)
+        return lambda: model._train_batch(xb, yb)[0]
+    return build
+
+
+def numpy_tutorial_step(net, x, y, weights):
+    """How the tutorials write it: fresh arrays for everything, activations by name."""
+    Ws = [w.copy() for w in weights[0::2]]
+    bs = [b.copy() for b in weights[1::2]]
+
+    def act(z, name):
+        if name == "relu":
+            return np.maximum(z, 0)
+        if name == "sigmoid":
+            return 1 / (1 + np.exp(-z))
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def step():
+        with np.errstate(over="ignore", divide="ignore"):
+            a, cache = x, []
+            for W, b, name in zip(Ws, bs, net.activations):
+                z = a @ W + b
+                cache.append((a, z))
+                a = act(z, name)
+            n = x.shape[0]
+            if net.loss == "mse":
+                loss = np.mean((a - y) ** 2)
+                da = 2 * (a - y) / a.size
+                dz = da * a * (1 - a)
+            else:  # sigmoid + BCE and softmax + CCE share the gradient (p - y) / size
+                p = np.clip(a, 1e-7, 1 - 1e-7)
+                if net.loss == "binary_crossentropy":
+                    loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+                    dz = (a - y) / a.size
+                else:
+                    loss = -np.sum(y * np.log(p)) / n
+                    dz = (a - y) / n
+            for i in reversed(range(len(Ws))):
+                a_prev, z = cache[i]
+                dW, db = a_prev.T @ dz, dz.sum(axis=0)
+                if i:
+                    da = dz @ Ws[i].T
+                    z_prev = cache[i - 1][1]
+                    dz = da * (z_prev > 0) if net.activations[i - 1] == "relu" else da * act(z_prev, "sigmoid") * (1 - act(z_prev, "sigmoid"))
+                Ws[i] -= LR * dW
+                bs[i] -= LR * db
+        return float(loss)
+    return step
+
+
+def gemm_bound_step(net, x, y, weights):
+    """Only the GEMMs a step needs (forward x@W, backward x.T@dz and dz@W.T but the first
+    layer's dx), into preallocated outputs: no implementation can do less of this work."""
+    Ws = weights[0::2]
+    n = x.shape[0]
+    zs = [np.empty((n, W.shape[1]), np.float32) for W in Ws]
+    dWs = [np.empty_like(W) for W in Ws]
+    dxs = [np.empty((n, W.shape[0]), np.float32) for W in Ws]
+
+    def step():
+        a, inputs = x, []
+        for W, z in zip(Ws, zs):
+            inputs.append(a)
+            a = np.matmul(a, W, out=z)
+        d = zs[-1]
+        for i in reversed(range(len(Ws))):
+            np.matmul(inputs[i].T, d, out=dWs[i])
+            if i:
+                d = np.matmul(d, Ws[i].T, out=dxs[i])
+        return None
+    return step
+
+
+def torch_model(net: Network, weights: list[np.ndarray]):
+    """The same network in PyTorch (Linear stores W transposed), with its fused loss."""
+    import torch
+
+    modules = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "softmax": lambda: torch.nn.Softmax(dim=1)}
+    layers = []
+    for i, (W, b, name) in enumerate(zip(weights[0::2], weights[1::2], net.activations)):
+        linear = torch.nn.Linear(*W.shape)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(W.T.copy()))
+            linear.bias.copy_(torch.from_numpy(b))
+        layers.append(linear)
+        last = i == len(net.activations) - 1
+        if not last or net.loss == "mse":  # a sigmoid/softmax head is inside BCEWithLogits / CrossEntropy
+            layers.append(modules[name]())
+    loss_fn = {"binary_crossentropy": torch.nn.BCEWithLogitsLoss(), "mse": torch.nn.MSELoss(),
+               "categorical_crossentropy": torch.nn.CrossEntropyLoss()}[net.loss]
+    return torch.nn.Sequential(*layers), loss_fn
+
+
+def torch_step(device: str) -> Callable:
+    def build(net, x, y, weights):
+        import torch
+
+        model, loss_fn = torch_model(net, weights)
+        model = model.to(device)
+        xt = torch.from_numpy(x).to(device)
+        yt = torch.from_numpy(y.argmax(axis=1) if net.loss == "categorical_crossentropy" else y).to(device)
+        opt = torch.optim.SGD(model.parameters(), lr=LR)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xt), yt)
+            loss.backward()
+            opt.step()
+            return loss.detach()
+        return step
+    return build
+
+
+def cupy_gemm_bound_step(net, x, y, weights):
+    import cupy
+
+    Ws = [cupy.asarray(w) for w in weights[0::2]]
+    xg = cupy.asarray(x)
+
+    def step():
+        a, inputs = xg, []
+        for W in Ws:
+            inputs.append(a)
+            a = a @ W
+        d = a
+        for i in reversed(range(len(Ws))):
+            inputs[i].T @ d
+            if i:
+                d = d @ Ws[i].T
+        return None
+    return step
+
+
+def implementations(include_torch: bool = True) -> dict[str, tuple[str, Callable]]:
+    """name -> (device, builder) for everything usable here."""
+    impls: dict[str, tuple[str, Callable]] = {"gemm-bound": ("cpu", gemm_bound_step)}
+    impls["fastnn-numpy-fused"] = ("cpu", fastnn_step("numpy", True))
+    impls["fastnn-numpy-pure"] = ("cpu", fastnn_step("numpy", False))
+    impls["numpy-tutorial"] = ("cpu", numpy_tutorial_step)
+    if "cupy" in fastnn.available_backends():
+        impls["cupy-gemm-bound"] = ("gpu", cupy_gemm_bound_step)
+        impls["fastnn-cupy-fused"] = ("gpu", fastnn_step("cupy", True))
+        impls["fastnn-cupy-pure"] = ("gpu", fastnn_step("cupy", False))
+        if include_torch and _torch_cuda():
+            impls["torch-eager-cuda"] = ("gpu", torch_step("cuda"))
+    return impls
+
+
+def _torch_version() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.__version__
+
+
+def _torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _sync(device: str) -> None:
+    if device == "gpu":
+        import cupy
+
+        cupy.cuda.Device().synchronize()
+        if _torch_version() and _torch_cuda():
+            import torch
+
+            torch.cuda.synchronize()
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+def time_case(net_name: str, n: int, impls: dict, reps: int, warmup: int = 3) -> dict[str, Any]:
+    """Median step time (ms) of each implementation on one (network, batch) case."""
+    net = NETWORKS[net_name]
+    x, y, weights = make_data(net, n)
+    steps, losses = {}, {}
+    for name, (device, build) in impls.items():
+        steps[name] = (device, build(net, x, y, weights))
+        loss = steps[name][1]()
+        _sync(device)
+        if loss is not None:
+            losses[name] = float(loss)
+    _check_losses(net_name, n, losses)
+    for _ in range(warmup - 1):
+        for device, step in steps.values():
+            step()
+            _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(reps):
+        for name, (device, step) in steps.items():
+            _sync(device)
+            start = time.perf_counter()
+            step()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {"network": net_name, "batch": n, "first_loss": losses,
+            "ms": {name: float(np.median(t)) * 1e3 for name, t in times.items()}}
+
+
+def _check_losses(net_name: str, n: int, losses: dict[str, float]) -> None:
+    """Every implementation's first loss must match the pure Array-API path's (or, without it,
+    the tutorial NumPy's): a fast wrong number is worse than none."""
+    reference = losses.get("fastnn-numpy-pure", losses.get("numpy-tutorial"))
+    for name, loss in losses.items():
+        if reference is not None and abs(loss - reference) > 1e-3 * max(1.0, abs(reference)):
+            raise RuntimeError(f"{net_name} n={n}: {name} computed loss {loss:.6g} but the pure Array-API "
+                               f"path {reference:.6g} from the same weights; refusing to time it")
+
+
+def online_throughput(net_name: str, samples: int) -> dict[str, float]:
+    """Samples/s of online SGD (batch size 1, one epoch): fastnn's fit and a PyTorch loop."""
+    net = NETWORKS[net_name]
+    x, y, weights = make_data(net, samples)
+    result = {}
+    with fastnn.use("numpy"):
+        model = fastnn.Sequential([Dense(w, a) for w, a in zip(net.widths[1:], net.activations)], seed=0)
+        model.compile(fastnn.optimizers.SGD(LR), net.loss, metrics=[])
+        model.build(net.widths[0])
+        model.set_weights(weights)
+        model.fit(x[:100], y[:100], batch_size=1, epochs=1, verbose=0)  # warm-up
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=1, epochs=1, verbose=0)
+        result["fastnn-numpy"] = samples / (time.perf_counter() - start)
+    if _torch_version():
+        import torch
+
+        count = min(samples, 20_000)
+        model_t, loss_fn = torch_model(net, weights)
+        opt = torch.optim.SGD(model_t.parameters(), lr=LR)
+        xt = torch.from_numpy(x[:count])
+        yt = torch.from_numpy(y[:count].argmax(axis=1) if net.loss == "categorical_crossentropy" else y[:count])
+        start = time.perf_counter()
+        for i in range(count):
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model_t(xt[i:i + 1]), yt[i:i + 1]).backward()
+            opt.step()
+        result["torch-eager"] = count / (time.perf_counter() - start)
+    return result
+
+
+def machine_info() -> dict[str, Any]:
+    info = {"machine": platform.machine(), "processor": _cpu_name(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
+    for package in ("numpy", "numba", "torch", "cupy-cuda12x", "cupy-cuda13x"):
+        try:
+            info[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    info["threads"] = {k: os.environ.get(k, "default") for k in
+                       ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    if _torch_version():
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+    if "cupy" in fastnn.available_backends():
+        import cupy
+
+        info["gpu"] = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"].decode()
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+
+
+def torch_child(network: str, batches: list[int], reps: int, env: dict[str, str]) -> dict[int, dict]:
+    """Time PyTorch eager (CPU) in a child process: {batch: {"ms": ..., "first_loss": ...}}.
+    With TUNED_MALLOC, glibc keeps freed memory instead of returning it to the OS: PyTorch's
+    large-batch time is mostly page faults on fresh allocations otherwise."""
+    spec = ",".join(f"{network}:{n}" for n in batches)
+    out = subprocess.run([sys.executable, "-m", "fastnn.bench", "--torch-only", spec, "--reps", str(reps)],
+                         env={**os.environ, **env}, capture_output=True, text=True, check=True)
+    return {int(k.split(":")[1]): v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
+
+
+def batches_for(net: Network, quick: bool) -> list[int]:
+    sizes = [1, 100, 4096] if quick else [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000]
+    capped = [n for n in sizes if n <= net.max_batch]
+    if not quick and net.max_batch not in capped:
+        capped.append(net.max_batch)
+    return capped
+
+
+def run(networks: list[str], quick: bool, reps: int, out_dir: Path, torch: bool = True) -> dict[str, Any]:
+    impls = implementations(include_torch=torch)
+    torch = torch and _torch_version() is not None
+    columns = list(impls) + (["torch-eager", "torch-eager-tuned-malloc"] if torch else [])
+    results: dict[str, Any] = {"machine": machine_info(), "reps": reps, "implementations": columns,
+                               "caps": {n: NETWORKS[n].max_batch for n in networks}, "cases": [], "online": {}}
+    for name in networks:
+        batches = batches_for(NETWORKS[name], quick)
+        cases = [time_case(name, n, impls, reps) for n in batches]
+        if torch:
+            for label, env in (("torch-eager", {}), ("torch-eager-tuned-malloc", TUNED_MALLOC)):
+                for case, (n, child) in zip(cases, torch_child(name, batches, reps, env).items()):
+                    _check_losses(name, n, {**case["first_loss"], label: child["first_loss"][label]})
+                    case["ms"][label] = child["ms"][label]
+        for case in cases:
+            results["cases"].append(case)
+            print(_case_line(case), flush=True)
+    for name in ("tiny", "moons"):
+        if name in networks:
+            results["online"][name] = online_throughput(name, 2_000 if quick else 200_000)
+            print(f"online SGD {name}: " + ", ".join(f"{k} {v:,.0f} samples/s" for k, v in results["online"][name].items()))
+    write_outputs(results, out_dir)
+    return results
+
+
+def _case_line(case: dict) -> str:
+    ms = case["ms"]
+    parts = [f"{k} {v:.3g} ms" for k, v in ms.items()]
+    return f"{case['network']:>6} n={case['batch']:>9,}: " + ", ".join(parts)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [f"Machine: {m['processor']}, {m['cores']} cores{', ' + m['gpu'] if 'gpu' in m else ''}; "
+             f"numpy {m.get('numpy')}, numba {m.get('numba')}, torch {m.get('torch', 'not installed')}; "
+             f"{m['date']}; median of {results['reps']} interleaved repetitions (PyTorch CPU in a child process), "
+             "float32, one SGD step.", ""]
+    impls = results["implementations"]
+    lines.append("| network | batch | " + " | ".join(impls) + " | fused / bound | fused / torch |")
+    lines.append("|---|---:|" + "---:|" * len(impls) + "---:|---:|")
+    for c in results["cases"]:
+        ms = c["ms"]
+        cells = [f"{ms[i]:.4g}" if i in ms else "–" for i in impls]
+        fused = ms.get("fastnn-numpy-fused")
+        ratio_bound = f"{fused / ms['gemm-bound']:.2f}×" if fused and ms.get("gemm-bound") else "–"
+        ratio_torch = f"{fused / ms['torch-eager']:.2f}×" if fused and ms.get("torch-eager") else "–"
+        lines.append(f"| {c['network']} | {c['batch']:,} | " + " | ".join(cells) + f" | {ratio_bound} | {ratio_torch} |")
+    lines.append("")
+    lines.append("Times in ms per step. Caps (memory): " + ", ".join(f"{k} ≤ {v:,} rows" for k, v in results["caps"].items()) + ".")
+    for name, rates in results["online"].items():
+        lines.append(f"Online SGD (batch 1), {name}: " + ", ".join(f"{k} {v:,.0f} samples/s" for k, v in rates.items()) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(results: dict[str, Any], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "bench.json").write_text(json.dumps(results, indent=1))
+    (out_dir / "bench.md").write_text(markdown(results))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot (pip install 'fastnn[plot]')")
+        return
+    networks = list(dict.fromkeys(c["network"] for c in results["cases"]))
+    fig, axes = plt.subplots(1, len(networks), figsize=(4.5 * len(networks), 4), squeeze=False)
+    for ax, name in zip(axes[0], networks):
+        cases = [c for c in results["cases"] if c["network"] == name]
+        for impl in dict.fromkeys(k for c in cases for k in c["ms"]):
+            pts = [(c["batch"], c["ms"][impl]) for c in cases if impl in c["ms"]]
+            ax.plot(*zip(*pts), marker="o", label=impl)
+        ax.set(xscale="log", yscale="log", title=name, xlabel="batch size", ylabel="ms per training step")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_dir / "bench.png", dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fastnn bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small batches only: checks the harness in < 1 min")
+    parser.add_argument("--networks", default=",".join(NETWORKS), help=f"comma-separated, from {', '.join(NETWORKS)}")
+    parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 5)")
+    parser.add_argument("--out", default="results", help="folder for bench.json, bench.md, bench.png")
+    parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    parser.add_argument("--torch-only", default=None, help=argparse.SUPPRESS)  # child process for tuned malloc
+    args = parser.parse_args(argv)
+    reps = args.reps or 5
+    if args.torch_only:
+        label = "torch-eager-tuned-malloc" if os.environ.get("MALLOC_MMAP_MAX_") == "0" else "torch-eager"
+        impls = {label: ("cpu", torch_step("cpu"))}
+        cases = [c.split(":") for c in args.torch_only.split(",")]
+        print(json.dumps({f"{net}:{n}": time_case(net, int(n), impls, reps) for net, n in cases}))
+        return 0
+    names = [n.strip() for n in args.networks.split(",") if n.strip()]
+    unknown = set(names) - set(NETWORKS)
+    if unknown:
+        parser.error(f"unknown network(s) {sorted(unknown)}; choose from {', '.join(NETWORKS)}")
+    if not args.no_torch and not _torch_version():
+        print("PyTorch is not installed: skipping the PyTorch columns (pip install torch to compare)")
+    results = run(names, args.quick, reps, Path(args.out), torch=not args.no_torch)
+    print(f"\nwrote {args.out}/bench.json, bench.md" + (", bench.png" if (Path(args.out) / "bench.png").exists() else ""))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

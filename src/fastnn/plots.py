@@ -1,0 +1,72 @@
+"""Plots with matplotlib (`pip install "fastnn[plot]"`): training curves from a History and
+the decision boundary of any classifier with two input features."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fastnn.backend import to_numpy
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg") and not _has_display():
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError('plots need matplotlib: pip install "fastnn[plot]"') from err
+    return plt
+
+
+def _has_display() -> bool:
+    import os
+
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def plot_history(history: Any, ax: Any = None, path: str | None = None) -> Any:
+    """Loss and metric curves per epoch (validation dashed); saved to `path` when given."""
+    plt = _pyplot()
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+    for key, values in history.history.items():
+        ax.plot(history.epoch, values, linestyle="--" if key.startswith("val_") else "-", label=key)
+    ax.set(xlabel="epoch", title="training history")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _finish(plt, fig or ax.figure, path)
+
+
+def plot_decision_boundary(model: Any, x: Any, y: Any, ax: Any = None, path: str | None = None,
+                           resolution: int = 200) -> Any:
+    """The model's predicted class over the plane of its two input features, with the data."""
+    plt = _pyplot()
+    x, y = to_numpy(x), to_numpy(y).reshape(len(x), -1)
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise ValueError(f"a decision boundary needs 2 input features, x has shape {x.shape}")
+    labels = y.argmax(axis=1) if y.shape[1] > 1 else y[:, 0] > 0.5
+    pad = 0.1 * (x.max(axis=0) - x.min(axis=0)) + 1e-9
+    (x0, x1), (y0, y1) = zip(x.min(axis=0) - pad, x.max(axis=0) + pad)
+    gx, gy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
+    grid = np.column_stack([gx.ravel(), gy.ravel()])
+    p = to_numpy(model.predict(grid))
+    zone = (p.argmax(axis=1) if p.shape[1] > 1 else p[:, 0] > 0.5).reshape(gx.shape)
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.contourf(gx, gy, zone, alpha=0.3, cmap="coolwarm")
+    ax.scatter(x[:, 0], x[:, 1], c=labels, cmap="coolwarm", s=12, edgecolors="k", linewidths=0.3)
+    ax.set(title="decision boundary", xlim=(x0, x1), ylim=(y0, y1))
+    return _finish(plt, fig or ax.figure, path)
+
+
+def _finish(plt: Any, fig: Any, path: str | None) -> Any:
+    if path:
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    return fig

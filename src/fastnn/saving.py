@@ -1,0 +1,77 @@
+"""`model.save(path)` / `fastnn.load(path)`: one .npz file (no pickle) holding the architecture
+and compile settings as JSON, the weights and the optimizer state. Written atomically, loads
+onto any backend: a model trained on a GPU loads on a CPU-only machine."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastnn.backend import to_numpy
+
+FORMAT, VERSION = "fastnn-model", 1
+
+
+def save(model: Any, path: str | os.PathLike) -> Path:
+    """Write `model` to `path` (a temporary file in the same folder, then an atomic rename)."""
+    path = Path(path)
+    config: dict[str, Any] = {"format": FORMAT, "version": VERSION, "model": model.get_config(), "compile": None}
+    arrays = {f"weight_{i}": w for i, w in enumerate(model.get_weights())}
+    if model.optimizer is not None:
+        config["compile"] = {"optimizer": model.optimizer.get_config(), "loss": model.loss.get_config(),
+                             "metrics": model.metric_names, "iterations": model.optimizer.iterations}
+        for i, slots in enumerate(model.optimizer.state):
+            arrays.update({f"optimizer_{i}_{name}": to_numpy(v) for name, v in slots.items()})
+    arrays["config"] = np.array(json.dumps(config))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load(path: str | os.PathLike, backend: str | None = None) -> Any:
+    """A model saved by `save`, on `backend` (default: the active one), compiled as it was
+    saved and with its optimizer state, ready to predict or to continue training."""
+    from fastnn.backend import use
+    from fastnn.model import Sequential
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:  # np.load leaks
+            arrays = {name: data[name] for name in data.files}  # its own handle on a truncated zip
+        config = json.loads(str(arrays.pop("config")))
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as err:
+        raise ValueError(f"{path} is not a readable fastnn model file (truncated, or not made by "
+                         f"model.save?): {type(err).__name__}: {err}") from err
+    if config.get("format") != FORMAT:
+        raise ValueError(f"{path} is an .npz file but not a fastnn model (format {config.get('format')!r})")
+    if config.get("version", 0) > VERSION:
+        raise ValueError(f"{path} was written by a newer fastnn (file version {config['version']}); upgrade fastnn")
+    with use(backend) if backend else contextlib.nullcontext():
+        model = Sequential.from_config(config["model"])
+    count = sum(1 for name in arrays if name.startswith("weight_"))
+    model.set_weights([arrays[f"weight_{i}"] for i in range(count)])
+    settings = config.get("compile")
+    if settings:
+        model.compile(settings["optimizer"], settings["loss"], settings["metrics"])
+        model.optimizer.build(model.params)
+        for i, slots in enumerate(model.optimizer.state):
+            for name in slots:
+                slots[name] = model.backend.asarray(arrays[f"optimizer_{i}_{name}"], model.backend.dtype)
+        model.optimizer.iterations = settings["iterations"]
+    return model

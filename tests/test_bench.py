@@ -1,0 +1,49 @@
+"""The benchmark harness runs end to end (`--quick`) and refuses to time wrong results.
+This checks the harness, not the speed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fastnn import bench
+
+
+def test_quick_run_writes_json_markdown_and_plot(tmp_path, capsys):
+    assert bench.main(["--quick", "--no-torch", "--reps", "2", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "bench.json").read_text())
+    assert {c["network"] for c in results["cases"]} == set(bench.NETWORKS)
+    for case in results["cases"]:
+        assert {"gemm-bound", "fastnn-numpy-fused", "fastnn-numpy-pure", "numpy-tutorial"} <= set(case["ms"])
+        assert all(t > 0 for t in case["ms"].values())
+    assert results["online"]["tiny"]["fastnn-numpy"] > 0
+    table = (tmp_path / "bench.md").read_text()
+    assert "| network | batch | gemm-bound |" in table and "fused / bound" in table
+    assert (tmp_path / "bench.png").stat().st_size > 10_000
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_a_wrong_implementation_is_refused():
+    def wrong(net, x, y, weights):
+        return lambda: 123.0
+
+    impls = {"fastnn-numpy-pure": ("cpu", bench.fastnn_step("numpy", False)), "wrong": ("cpu", wrong)}
+    with pytest.raises(RuntimeError, match="wrong computed loss 123 but the pure Array-API path"):
+        bench.time_case("tiny", 16, impls, reps=1)
+
+
+@pytest.mark.parametrize("network", sorted(bench.NETWORKS))
+def test_reference_implementations_agree_on_first_loss(network):
+    """The tutorial-style NumPy step and fastnn compute the same loss from the same weights."""
+    net = bench.NETWORKS[network]
+    x, y, weights = bench.make_data(net, 64)
+    fused = bench.fastnn_step("numpy", True)(net, x, y, weights)()
+    tutorial = bench.numpy_tutorial_step(net, x, y, weights)()
+    assert float(fused) == pytest.approx(tutorial, rel=1e-4)
+
+
+def test_unknown_network_is_an_error():
+    with pytest.raises(SystemExit):
+        bench.main(["--networks", "resnet"])
