@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from fastnn.kernels._config import CACHE
-from fastnn.kernels.scalar import act, act_grad, bce_logits
+from fastnn.kernels.scalar import act, act_grad, adam_element, bce_logits, sgd_element, softmax_cce_row
 
 jit = njit(cache=CACHE, nogil=True)
 
@@ -81,23 +81,11 @@ def sigmoid_bce_logits(z, t, grad):
 @jit
 def softmax_cce_logits(z, t, grad):
     """Mean categorical cross-entropy on logits z (rows) and its gradient (softmax - t) / n."""
-    n, m = z.shape
-    scale = 1 / n
+    n = z.shape[0]
     total = 0.0
     for i in range(n):
-        top = z[i, 0]
-        for j in range(1, m):
-            top = max(top, z[i, j])
-        s = 0.0
-        for j in range(m):
-            e = np.exp(z[i, j] - top)
-            grad[i, j] = e
-            s += e
-        log_s = np.log(s)
-        for j in range(m):
-            total -= t[i, j] * (z[i, j] - top - log_s)
-            grad[i, j] = (grad[i, j] / s - t[i, j]) * scale
-    return total * scale
+        total += softmax_cce_row(z, t, grad, i, 1 / n)
+    return total / n
 
 
 @jit
@@ -118,21 +106,11 @@ def mse(p, t, grad):
 def sgd_update(p, g, buf, lr, momentum, nesterov):
     """torch.optim.SGD (dampening 0) on flat arrays, in place; buf unused when momentum == 0."""
     for i in range(p.size):
-        if momentum == 0:
-            p[i] -= lr * g[i]
-        else:
-            b = momentum * buf[i] + g[i]
-            buf[i] = b
-            p[i] -= lr * (g[i] + momentum * b if nesterov else b)
+        sgd_element(p, g, buf, i, lr, momentum, nesterov)
 
 
 @jit
 def adam_update(p, g, m, v, beta_1, beta_2, step, root_bc2, eps):
     """torch.optim.Adam on flat arrays, in place (step = lr / bias_correction1)."""
     for i in range(p.size):
-        gi = g[i]
-        mi = beta_1 * m[i] + (1 - beta_1) * gi
-        vi = beta_2 * v[i] + (1 - beta_2) * (gi * gi)
-        m[i] = mi
-        v[i] = vi
-        p[i] -= step * (mi / (np.sqrt(vi) / root_bc2 + eps))
+        adam_element(p, g, m, v, i, beta_1, beta_2, step, root_bc2, eps)

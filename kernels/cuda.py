@@ -4,11 +4,9 @@ with `__cuda_array_interface__` (CuPy) and also run under the CUDA simulator
 
 from __future__ import annotations
 
-import math
-
 from numba import cuda
 
-from fastnn.kernels.scalar import act, act_grad, bce_logits
+from fastnn.kernels.scalar import act, act_grad, adam_element, bce_logits, sgd_element, softmax_cce_row
 
 THREADS = 256  # threads per block for the flat kernels
 BLOCK_2D = (32, 8)  # (columns, row lanes) for the column-reducing kernel
@@ -62,49 +60,24 @@ def sigmoid_bce_logits(z, t, grad, total):
 @cuda.jit
 def softmax_cce_logits(z, t, grad, total):
     """One thread per row: grad = (softmax(z) - t) / n; total[0] += the row's loss / n."""
-    n, m = z.shape
+    n = z.shape[0]
     i = cuda.grid(1)
-    if i >= n:
-        return
-    top = z[i, 0]
-    for j in range(1, m):
-        if z[i, j] > top:
-            top = z[i, j]
-    s = 0.0
-    for j in range(m):
-        e = math.exp(z[i, j] - top)
-        grad[i, j] = e
-        s += e
-    log_s = math.log(s)
-    loss = 0.0
-    for j in range(m):
-        loss -= t[i, j] * (z[i, j] - top - log_s)
-        grad[i, j] = (grad[i, j] / s - t[i, j]) / n
-    cuda.atomic.add(total, 0, loss / n)
+    if i < n:
+        cuda.atomic.add(total, 0, softmax_cce_row(z, t, grad, i, 1 / n) / n)
 
 
 @cuda.jit
 def sgd_update(p, g, buf, lr, momentum, nesterov):
     """torch.optim.SGD on flat arrays, in place (buf unused when momentum == 0)."""
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        if momentum == 0:
-            p[i] -= lr * g[i]
-        else:
-            b = momentum * buf[i] + g[i]
-            buf[i] = b
-            p[i] -= lr * (g[i] + momentum * b if nesterov else b)
+        sgd_element(p, g, buf, i, lr, momentum, nesterov)
 
 
 @cuda.jit
 def adam_update(p, g, m, v, beta_1, beta_2, step, root_bc2, eps):
     """torch.optim.Adam on flat arrays, in place (step = lr / bias_correction1)."""
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        gi = g[i]
-        mi = beta_1 * m[i] + (1 - beta_1) * gi
-        vi = beta_2 * v[i] + (1 - beta_2) * (gi * gi)
-        m[i] = mi
-        v[i] = vi
-        p[i] -= step * (mi / (math.sqrt(vi) / root_bc2 + eps))
+        adam_element(p, g, m, v, i, beta_1, beta_2, step, root_bc2, eps)
 
 
 def flat_grid(size: int, max_blocks: int = 4096) -> tuple[int, int]:

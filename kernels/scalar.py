@@ -74,3 +74,47 @@ def bce_logits(v, target):
     e = math.exp(-abs(v))
     s = 1 / (1 + e) if v >= 0 else e / (1 + e)
     return (v if v > 0 else v - v) - v * target + math.log1p(e), s - target
+
+
+@register_jitable
+def softmax_cce_row(z, t, grad, i, scale):
+    """Row i of softmax + categorical cross-entropy on logits: grad[i] = (softmax(z[i]) - t[i])
+    * scale; returns the row's loss (shifted by the row maximum: exp never overflows)."""
+    m = z.shape[1]
+    top = z[i, 0]
+    for j in range(1, m):
+        if z[i, j] > top:
+            top = z[i, j]
+    s = 0.0
+    for j in range(m):
+        e = math.exp(z[i, j] - top)
+        grad[i, j] = e
+        s += e
+    log_s = math.log(s)
+    loss = 0.0
+    for j in range(m):
+        loss -= t[i, j] * (z[i, j] - top - log_s)
+        grad[i, j] = (grad[i, j] / s - t[i, j]) * scale
+    return loss
+
+
+@register_jitable
+def sgd_element(p, g, buf, i, lr, momentum, nesterov):
+    """torch.optim.SGD (dampening 0) for element i, in place; buf unused when momentum == 0."""
+    if momentum == 0:
+        p[i] -= lr * g[i]
+    else:
+        b = momentum * buf[i] + g[i]
+        buf[i] = b
+        p[i] -= lr * (g[i] + momentum * b if nesterov else b)
+
+
+@register_jitable
+def adam_element(p, g, m, v, i, beta_1, beta_2, step, root_bc2, eps):
+    """torch.optim.Adam for element i, in place (step = lr / bias_correction1)."""
+    gi = g[i]
+    mi = beta_1 * m[i] + (1 - beta_1) * gi
+    vi = beta_2 * v[i] + (1 - beta_2) * (gi * gi)
+    m[i] = mi
+    v[i] = vi
+    p[i] -= step * (mi / (math.sqrt(vi) / root_bc2 + eps))
