@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from fastnn.kernels._config import CACHE
-from fastnn.kernels.scalar import act, act_grad, adam_element, bce_logits, sgd_element, softmax_cce_row
+from fastnn.kernels.scalar import act, act_grad, adam_step, bce_logits, sgd_step, softmax_cce_row
 
 jit = njit(cache=CACHE, nogil=True)
 
@@ -106,11 +106,11 @@ def mse(p, t, grad):
 def sgd_update(p, g, buf, lr, momentum, nesterov):
     """torch.optim.SGD (dampening 0) on flat arrays, in place; buf unused when momentum == 0."""
     for i in range(p.size):
-        sgd_element(p, g, buf, i, lr, momentum, nesterov)
+        p[i], buf[i] = sgd_step(p[i], g[i], buf[i], lr, momentum, nesterov)
 
 
 @jit
 def adam_update(p, g, m, v, beta_1, beta_2, step, root_bc2, eps):
     """torch.optim.Adam on flat arrays, in place (step = lr / bias_correction1)."""
     for i in range(p.size):
-        adam_element(p, g, m, v, i, beta_1, beta_2, step, root_bc2, eps)
+        p[i], m[i], v[i] = adam_step(p[i], g[i], m[i], v[i], beta_1, beta_2, step, root_bc2, eps)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnn.kernels import cpu
+from fastnn.kernels import cpu, online
 from fastnn.kernels._config import ACT_CODES
 from fastnn.ops import ArrayOps
 
@@ -61,6 +61,8 @@ class NumbaOps(ArrayOps):
     # were fastest for the narrow moons layers (459-460 ms vs 540 unblocked at 1M rows) and
     # neutral for 784-512-512-10 (1 196-1 227 ms for blocks of 1 024 to 65 536 rows).
     block_rows = 16384
+    # Batches up to this size train a whole epoch inside one compiled function (kernels/online.py)
+    online_max_batch = 64
 
     def __init__(self, backend: Any, numpy_epilogues: bool = True) -> None:
         super().__init__(backend)
@@ -126,3 +128,9 @@ class NumbaOps(ArrayOps):
         cpu.adam_update(p.reshape(-1), g.reshape(-1), state["m"].reshape(-1), state["v"].reshape(-1),
                         t(opt.beta_1), t(opt.beta_2), t(step), t(root_bc2), t(opt.epsilon))
         return True
+
+    def train_epoch(self, model, x, y, batch_size, order):
+        """A whole epoch compiled (small batches only); None where the generic path must run."""
+        if batch_size > self.online_max_batch or not _native(x, y, *model.params):
+            return None
+        return online.run_epoch(model, x, y, batch_size, order)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from numba import cuda
 
-from fastnn.kernels.scalar import act, act_grad, adam_element, bce_logits, sgd_element, softmax_cce_row
+from fastnn.kernels.scalar import act, act_grad, adam_step, bce_logits, sgd_step, softmax_cce_row
 
 THREADS = 256  # threads per block for the flat kernels
 BLOCK_2D = (32, 8)  # (columns, row lanes) for the column-reducing kernel
@@ -70,14 +70,14 @@ def softmax_cce_logits(z, t, grad, total):
 def sgd_update(p, g, buf, lr, momentum, nesterov):
     """torch.optim.SGD on flat arrays, in place (buf unused when momentum == 0)."""
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        sgd_element(p, g, buf, i, lr, momentum, nesterov)
+        p[i], buf[i] = sgd_step(p[i], g[i], buf[i], lr, momentum, nesterov)
 
 
 @cuda.jit
 def adam_update(p, g, m, v, beta_1, beta_2, step, root_bc2, eps):
     """torch.optim.Adam on flat arrays, in place (step = lr / bias_correction1)."""
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        adam_element(p, g, m, v, i, beta_1, beta_2, step, root_bc2, eps)
+        p[i], m[i], v[i] = adam_step(p[i], g[i], m[i], v[i], beta_1, beta_2, step, root_bc2, eps)
 
 
 def flat_grid(size: int, max_blocks: int = 4096) -> tuple[int, int]:

@@ -48,6 +48,7 @@ NETWORKS = {
     "tiny": Network((2, 3, 1), ("relu", "sigmoid"), "mse", 1_000_000),
 }
 LR = 0.01
+STRICT_MAX_BATCH = 100_000  # array-api-strict proves portability; timing it at 1M rows adds minutes
 
 
 def make_data(net: Network, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -218,6 +219,7 @@ def implementations(include_torch: bool = True) -> dict[str, tuple[str, Callable
     impls["fastnn-numpy-fused"] = ("cpu", fastnn_step("numpy", True))
     impls["fastnn-numpy-pure"] = ("cpu", fastnn_step("numpy", False))
     impls["numpy-tutorial"] = ("cpu", numpy_tutorial_step)
+    impls["fastnn-strict-pure"] = ("cpu", fastnn_step("array_api_strict", False))
     if "cupy" in fastnn.available_backends():
         impls["cupy-gemm-bound"] = ("gpu", cupy_gemm_bound_step)
         impls["fastnn-cupy-fused"] = ("gpu", fastnn_step("cupy", True))
@@ -262,6 +264,8 @@ def time_case(net_name: str, n: int, impls: dict, reps: int, warmup: int = 3) ->
     x, y, weights = make_data(net, n)
     steps, losses = {}, {}
     for name, (device, build) in impls.items():
+        if "strict" in name and n > STRICT_MAX_BATCH:
+            continue
         steps[name] = (device, build(net, x, y, weights))
         loss = steps[name][1]()
         _sync(device)

@@ -250,6 +250,10 @@ class Sequential:
                    on_batch: Any = None) -> dict[str, float]:
         """One pass over (x, y) in batches: the size-weighted mean loss and metrics. Batch losses
         stay on the device (no host sync per batch) unless `on_batch(index, loss)` wants them."""
+        if train and on_batch is None:
+            logs = self.backend.ops.train_epoch(self, x, y, batch_size, order)
+            if logs is not None:
+                return logs
         xp = self.backend.xp
         if order is not None:
             index = xp.asarray(order, device=self.backend.device)

@@ -38,6 +38,10 @@ class ArrayOps:
         db = self.xp.sum(dz, axis=0)
         return (dz @ self.xp.matrix_transpose(W) if need_dx else None), dW, db
 
+    def train_epoch(self, model: Any, x: Any, y: Any, batch_size: int, order: Any) -> dict | None:
+        """Train a whole epoch in compiled code and return its logs, or None: the generic path."""
+        return None
+
     def loss(self, loss: Loss, y_pred: Any, y_true: Any, buffers: dict | None = None) -> tuple[Any, Any]:
         """(mean loss as a 0-d array, gradient with respect to y_pred)."""
         return loss(y_pred, y_true)

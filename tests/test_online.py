@@ -1,0 +1,92 @@
+"""The compiled small-batch epoch (kernels/online.py) equals the generic path, and anything it
+does not cover falls back to the generic path, silently and correctly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn.kernels import online
+from fastnn.kernels.cpu_ops import NumbaOps
+from fastnn.layers import Activation, Dense
+
+RNG = np.random.default_rng(5)
+X = RNG.standard_normal((50, 3))
+
+
+def train(monkeypatch, compiled, layers, loss, optimizer, y, batch_size=4, metrics=("accuracy",), callbacks=()):
+    monkeypatch.setattr(NumbaOps, "online_max_batch", 64 if compiled else 0)
+    with fastnn.use("numpy", dtype="float64"):
+        model = fastnn.Sequential(layers(), seed=1)
+        model.compile(optimizer, loss, metrics=list(metrics))
+        history = model.fit(X, y, epochs=3, batch_size=batch_size, verbose=0, callbacks=list(callbacks))
+    return model, history
+
+
+def assert_same(monkeypatch, *args, **kwargs):
+    calls = []
+    original = online.run_epoch
+    monkeypatch.setattr(online, "run_epoch", lambda *a: calls.append(original(*a)) or calls[-1])
+    compiled, h1 = train(monkeypatch, True, *args, **kwargs)
+    generic, h2 = train(monkeypatch, False, *args, **kwargs)
+    for a, b in zip(compiled.get_weights(), generic.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert h1.history.keys() == h2.history.keys()
+    for key in h1.history:
+        np.testing.assert_allclose(h1.history[key], h2.history[key], rtol=1e-9, atol=1e-12)
+    assert compiled.optimizer.iterations == generic.optimizer.iterations
+    return calls
+
+
+OPTIMIZERS = [{"name": "sgd", "lr": 0.05}, {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+              {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True}, {"name": "adam", "lr": 0.01}]
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu", "leaky_relu", "sigmoid", "tanh", "swish", "gelu"])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=["sgd", "momentum", "nesterov", "adam"])
+def test_compiled_epoch_equals_generic_for_every_activation_and_optimizer(monkeypatch, activation, optimizer):
+    calls = assert_same(monkeypatch, lambda: [Dense(6, activation), Dense(1, "sigmoid")],
+                        "binary_crossentropy", optimizer, RNG.integers(0, 2, 50))
+    assert calls and all(c is not None for c in calls)  # the compiled path really ran
+
+
+@pytest.mark.parametrize("loss,out,last", [("mse", 2, "linear"), ("mse", 1, "sigmoid"),
+                                           ("binary_crossentropy", 1, "sigmoid"),
+                                           ("categorical_crossentropy", 3, "softmax")])
+@pytest.mark.parametrize("batch_size", [1, 7, 64])
+def test_compiled_epoch_equals_generic_for_every_loss(monkeypatch, loss, out, last, batch_size):
+    y = RNG.integers(0, out, 50) if loss == "categorical_crossentropy" else (
+        RNG.integers(0, 2, 50) if out == 1 else RNG.standard_normal((50, out)))
+    calls = assert_same(monkeypatch, lambda: [Dense(5, "tanh"), Dense(4, "relu"), Dense(out, last)],
+                        loss, "adam", y, batch_size=batch_size)
+    assert calls and all(c is not None for c in calls)
+
+
+@pytest.mark.parametrize("case", ["activation-layer", "mae-metric", "bce-on-probabilities", "batch-hook"])
+def test_unsupported_models_fall_back(monkeypatch, case):
+    y = RNG.integers(0, 2, 50)
+    layers = lambda: [Dense(4, "relu"), Dense(1, "sigmoid")]  # noqa: E731
+    kwargs = {}
+    loss = "binary_crossentropy"
+    if case == "activation-layer":
+        layers = lambda: [Dense(4), Activation("relu"), Dense(1, "sigmoid")]  # noqa: E731
+    elif case == "mae-metric":
+        kwargs["metrics"] = ("mae",)
+    elif case == "bce-on-probabilities":  # a tanh head: BCE can't be fused onto logits
+        layers = lambda: [Dense(4, "relu"), Dense(1, "tanh")]  # noqa: E731
+    else:
+        kwargs["callbacks"] = (fastnn.LambdaCallback(on_batch_end=lambda batch, logs: None),)
+    calls = assert_same(monkeypatch, layers, loss, "sgd", y, **kwargs)
+    assert all(c is None for c in calls)
+
+
+def test_compiled_epoch_nan_guard_names_the_batch(monkeypatch):
+    monkeypatch.setattr(NumbaOps, "online_max_batch", 64)
+    model = fastnn.Sequential([Dense(3, "relu", input_dim=3), Dense(1, "sigmoid")], seed=0)
+    model.compile("sgd", "binary_crossentropy")
+    weights = model.get_weights()
+    weights[0][0, 0] = np.nan
+    model.set_weights(weights)
+    with pytest.warns(RuntimeWarning, match=r"NaN or Inf at epoch 1, batch 1 of 13"):
+        model.fit(X, RNG.integers(0, 2, 50), epochs=2, batch_size=4, verbose=0)
