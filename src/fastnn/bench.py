@@ -374,7 +374,7 @@ def torch_child(network: str, batches: list[int], reps: int, env: dict[str, str]
 
 
 def batches_for(net: Network, quick: bool) -> list[int]:
-    sizes = [1, 100, 4096] if quick else [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000]
+    sizes = [1, 4, 100, 4096] if quick else [1, 4, 10, 100, 1_000, 10_000, 100_000, 1_000_000]
     capped = [n for n in sizes if n <= net.max_batch]
     if not quick and net.max_batch not in capped:
         capped.append(net.max_batch)
