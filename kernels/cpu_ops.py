@@ -61,8 +61,12 @@ class NumbaOps(ArrayOps):
     # were fastest for the narrow moons layers (459-460 ms vs 540 unblocked at 1M rows) and
     # neutral for 784-512-512-10 (1 196-1 227 ms for blocks of 1 024 to 65 536 rows).
     block_rows = 16384
-    # Batches up to this size train a whole epoch inside one compiled function (kernels/online.py)
-    online_max_batch = 64
+    # A whole epoch runs inside one compiled function (kernels/online.py) while batch rows x
+    # parameters stays under this: the generic path (BLAS per step) wins above it. Measured
+    # crossovers (samples/s, compiled vs generic): moons (5 251 parameters) 177k vs 119k at
+    # batch 16, 180k vs 221k at 32; digits 64-25-10 (1 885) 649k vs 382k at 32, 657k vs 667k
+    # at 64; 2-3-1 compiled at every batch size up to 64 (6.2M vs 1.0M).
+    online_max_work = 120_000
 
     def __init__(self, backend: Any, numpy_epilogues: bool = True) -> None:
         super().__init__(backend)
@@ -131,6 +135,6 @@ class NumbaOps(ArrayOps):
 
     def train_epoch(self, model, x, y, batch_size, order):
         """A whole epoch compiled (small batches only); None where the generic path must run."""
-        if batch_size > self.online_max_batch or not _native(x, y, *model.params):
+        if batch_size * model.count_params() > self.online_max_work or not _native(x, y, *model.params):
             return None
         return online.run_epoch(model, x, y, batch_size, order)

@@ -16,7 +16,7 @@ X = RNG.standard_normal((50, 3))
 
 
 def train(monkeypatch, compiled, layers, loss, optimizer, y, batch_size=4, metrics=("accuracy",), callbacks=()):
-    monkeypatch.setattr(NumbaOps, "online_max_batch", 64 if compiled else 0)
+    monkeypatch.setattr(NumbaOps, "online_max_work", 10**9 if compiled else 0)
     with fastnn.use("numpy", dtype="float64"):
         model = fastnn.Sequential(layers(), seed=1)
         model.compile(optimizer, loss, metrics=list(metrics))
@@ -82,7 +82,7 @@ def test_unsupported_models_fall_back(monkeypatch, case):
 
 
 def test_compiled_epoch_nan_guard_names_the_batch(monkeypatch):
-    monkeypatch.setattr(NumbaOps, "online_max_batch", 64)
+    monkeypatch.setattr(NumbaOps, "online_max_work", 10**9)
     model = fastnn.Sequential([Dense(3, "relu", input_dim=3), Dense(1, "sigmoid")], seed=0)
     model.compile("sgd", "binary_crossentropy")
     weights = model.get_weights()
@@ -90,3 +90,18 @@ def test_compiled_epoch_nan_guard_names_the_batch(monkeypatch):
     model.set_weights(weights)
     with pytest.warns(RuntimeWarning, match=r"NaN or Inf at epoch 1, batch 1 of 13"):
         model.fit(X, RNG.integers(0, 2, 50), epochs=2, batch_size=4, verbose=0)
+
+
+def test_large_work_takes_the_generic_path(monkeypatch):
+    """Above batch x parameters = online_max_work, BLAS per step is faster: no compiled epoch."""
+    calls = []
+    original = online.run_epoch
+    monkeypatch.setattr(online, "run_epoch", lambda *a: calls.append(1) or original(*a))
+    model = fastnn.Sequential([Dense(500, "relu", input_dim=3), Dense(1, "sigmoid")], seed=0)
+    assert model.count_params() == 2501
+    model.compile("sgd", "binary_crossentropy")
+    y = RNG.integers(0, 2, 50)
+    model.fit(X, y, epochs=1, batch_size=8, verbose=0)  # 8 x 2 501 = 20 008: compiled
+    assert calls == [1]
+    model.fit(X, y, epochs=1, batch_size=50, verbose=0)  # 50 x 2 501 = 125 050 > 120 000: generic
+    assert calls == [1]
