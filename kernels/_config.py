@@ -1,13 +1,14 @@
-"""Settings shared by the CPU and GPU kernels: activation codes, caching, threading, sizes."""
+"""Settings shared by the kernels: activation codes and whether numba may cache to disk."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 
-# One integer code per activation, so a single compiled kernel serves them all (the branch on
-# a loop-invariant code is hoisted out of the loop: measured as fast as a dedicated kernel).
+# One integer code per activation: the scalar math in scalar.py switches on it, and the CPU
+# dense kernels are compiled once per code (see cpu.dense_kernels).
 ACT_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4, "swish": 5, "gelu": 6}
+
 
 def _cache_writable() -> bool:
     """numba's cache=True raises at import when its cache dir is read-only: probe it first."""

@@ -22,7 +22,8 @@ def _sigmoid_inplace(z: np.ndarray, y: np.ndarray) -> None:
 
 
 # Forward epilogues where NumPy's SIMD ufuncs beat numba's scalar exp/tanh (numba ships no SVML
-# here); chosen from `python benchmarks/kernels.py` (figures in README).
+# here). Measured on 1M x 25 float32: bias + sigmoid 87 ms this way vs 208 ms in numba; numba's
+# tanh took 522 ms on 1M x 50. The numba versions stay tested (NumbaOps(numpy_epilogues=False)).
 NUMPY_EPILOGUES = {
     "sigmoid": _sigmoid_inplace,
     "tanh": lambda z, y: np.tanh(z, out=y),

@@ -137,3 +137,19 @@ def test_row_blocked_step_equals_one_full_batch_step(monkeypatch, loss, out):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     for key in h_full:
         np.testing.assert_allclose(h_full[key], h_blocked[key], rtol=1e-10)
+
+
+def test_unwritable_cache_dir_disables_caching_instead_of_failing():
+    """numba's cache=True raises at import on a read-only cache dir; the kernels probe first.
+    (/proc is unwritable even for root, so it stands in for a read-only install.)"""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, fastnn; from fastnn.kernels import _config; "
+            "m = fastnn.Sequential([fastnn.layers.Dense(2, 'relu', input_dim=2)], seed=0); "
+            "m.compile('sgd', 'mse'); m.fit(np.ones((4, 2)), np.ones((4, 2)), verbose=0); "
+            "print(_config.CACHE, type(m.backend.ops).__name__)")
+    env = {**os.environ, "NUMBA_CACHE_DIR": "/proc/fastnn-numba-cache"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "NumbaOps"]
