@@ -60,3 +60,9 @@ def test_digits_tutorial_settings_stay_at_chance():
     history = model.fit(x_train, np.eye(10)[y_train], epochs=20, batch_size=None, verbose=0)
     assert history.history["loss"][-1] > 0.95 * history.history["loss"][0]
     assert model.evaluate(x_test, np.eye(10)[y_test])["accuracy"] < 0.2
+
+
+def test_moons_calls_the_boundary_hook_every_n_epochs():
+    seen = []
+    examples.moons(epochs=100, boundary_every=50, on_boundary=lambda epoch, model: seen.append(epoch))
+    assert seen == [49, 99]
