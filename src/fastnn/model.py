@@ -37,6 +37,7 @@ class Sequential:
         self.stop_training = False
         self.built = False
         self._loss_buffers: dict = {}
+        self._cached_head = self._cached_metrics = None
         for layer in layers:
             self.add(layer)
 
@@ -46,6 +47,7 @@ class Sequential:
         if not isinstance(layer, Layer):
             raise TypeError(f"expected a fastnn layer, got {type(layer).__name__}")
         self.layers.append(layer)
+        self._forget_compiled()
         if self.built:  # extend a built model: build just the new layer
             layer.build(self.layers[-2].output_dim, self._init_rng, self.backend)
             if self.optimizer is not None:
@@ -88,6 +90,7 @@ class Sequential:
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
         self.metric_names = list(metrics or ())
+        self._forget_compiled()
         if self.built:
             self.optimizer.build(self.params)
 
@@ -181,9 +184,22 @@ class Sequential:
     @property
     def _head(self) -> tuple[losses.Loss, bool]:
         """(loss to apply, whether it takes the last layer's logits): sigmoid+BCE and
-        softmax+CCE are fused into one stable loss on logits."""
-        fused = self.loss.fused_with(self.layers[-1].activation)
-        return (fused, True) if fused is not None else (self.loss, False)
+        softmax+CCE are fused into one stable loss on logits. Resolved once per compile."""
+        if self._cached_head is None:
+            fused = self.loss.fused_with(self.layers[-1].activation)
+            self._cached_head = (fused, True) if fused is not None else (self.loss, False)
+        return self._cached_head
+
+    @property
+    def _metrics(self) -> list:
+        """[(name, function)] for the compiled metric names. Resolved once per compile."""
+        if self._cached_metrics is None:
+            self._cached_metrics = [metrics.get(m, self.output_dim) for m in self.metric_names]
+        return self._cached_metrics
+
+    def _forget_compiled(self) -> None:
+        """Drop what depends on the layers or the compile settings (they changed)."""
+        self._cached_head = self._cached_metrics = None
 
     def _forward(self, x: Any, logits: bool, train: bool = False) -> tuple[Any, list]:
         backprops = []
@@ -229,15 +245,10 @@ class Sequential:
             else:
                 for total, g in zip(summed, self.grads):
                     total += weight * g
-            for key, v in {"loss": value, **values}.items():
-                totals[key] = totals.get(key, 0.0) + v * weight
+            _accumulate(totals, value, values, weight)
         self.optimizer.apply(self.params, summed, self.backend.ops)
         value = totals.pop("loss")
         return value, totals
-
-    @property
-    def _metrics(self) -> list:
-        return [metrics.get(m, self.output_dim) for m in self.metric_names]
 
     def train_on_batch(self, x: Any, y: Any) -> float:
         """One optimizer step on (x, y); returns the loss before the step."""
@@ -265,9 +276,7 @@ class Sequential:
             stop = min(start + batch_size, n)
             batch = (x[start:stop, ...], y[start:stop, ...])
             value, values = self._train_batch(*batch) if train else self._loss_and_metrics(*batch, train=False)
-            weight = (stop - start) / n
-            for key, v in {"loss": value, **values}.items():
-                totals[key] = totals.get(key, 0.0) + v * weight
+            _accumulate(totals, value, values, (stop - start) / n)
             batch_losses.append(value)
             if on_batch is not None:
                 on_batch(len(batch_losses) - 1, value)
@@ -389,3 +398,9 @@ class Sequential:
 def _overrides(hook: Callback, method: str) -> bool:
     """Whether `hook` implements `method` itself (so fit only syncs batch losses when needed)."""
     return method in vars(hook) or getattr(type(hook), method) is not getattr(Callback, method)
+
+
+def _accumulate(totals: dict[str, Any], loss: Any, values: dict[str, Any], weight: float) -> None:
+    """totals[key] += weight * value for the loss and each metric (device scalars: no sync)."""
+    for key, v in {"loss": loss, **values}.items():
+        totals[key] = totals.get(key, 0.0) + v * weight
