@@ -47,3 +47,12 @@ def test_reference_implementations_agree_on_first_loss(network):
 def test_unknown_network_is_an_error():
     with pytest.raises(SystemExit):
         bench.main(["--networks", "resnet"])
+
+
+def test_fastnn_bench_subcommand_reaches_the_harness(capsys):
+    from fastnn import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: fastnn bench" in capsys.readouterr().out
