@@ -71,13 +71,19 @@ def make_data(net: Network, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 # Implementations: each builds a `step() -> loss or None` from (net, x, y, weights)
 
 
+def fastnn_model(net: Network, weights: list[np.ndarray]) -> fastnn.Sequential:
+    """The network in fastnn on the active backend, from the given weights, compiled for SGD."""
+    model = fastnn.Sequential([Dense(w, a) for w, a in zip(net.widths[1:], net.activations)], seed=0)
+    model.compile(fastnn.optimizers.SGD(LR), net.loss, metrics=[])
+    model.build(net.widths[0])
+    model.set_weights(weights)
+    return model
+
+
 def fastnn_step(backend: str, kernels: bool) -> Callable:
     def build(net, x, y, weights):
         with fastnn.use(backend, kernels=kernels):
-            model = fastnn.Sequential([Dense(w, a) for w, a in zip(net.widths[1:], net.activations)], seed=0)
-            model.compile(fastnn.optimizers.SGD(LR), net.loss, metrics=[])
-            model.build(net.widths[0])
-            model.set_weights(weights)
+            model = fastnn_model(net, weights)
             xb, yb = model._prepare(x, y)
             model.optimizer.build(model.params)
         return lambda: model._train_batch(xb, yb)[0]
@@ -304,10 +310,7 @@ def online_throughput(net_name: str, samples: int) -> dict[str, float]:
     x, y, weights = make_data(net, samples)
     result = {}
     with fastnn.use("numpy"):
-        model = fastnn.Sequential([Dense(w, a) for w, a in zip(net.widths[1:], net.activations)], seed=0)
-        model.compile(fastnn.optimizers.SGD(LR), net.loss, metrics=[])
-        model.build(net.widths[0])
-        model.set_weights(weights)
+        model = fastnn_model(net, weights)
         model.fit(x[:100], y[:100], batch_size=1, epochs=1, verbose=0)  # warm-up
         start = time.perf_counter()
         model.fit(x, y, batch_size=1, epochs=1, verbose=0)

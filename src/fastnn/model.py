@@ -125,7 +125,7 @@ class Sequential:
             raise ValueError(f"expected {len(current)} weight arrays, got {len(weights)}")
         new = []
         for i, (w, p) in enumerate(zip(weights, current)):
-            w = self.backend.asarray(to_numpy(w) if not self.backend.is_native(w) else w, self.backend.dtype)
+            w = self.backend.asarray(w, self.backend.dtype)  # converts host or foreign arrays
             if tuple(w.shape) != tuple(p.shape):
                 raise ValueError(f"weight {i} has shape {tuple(w.shape)}, expected {tuple(p.shape)}")
             new.append(self.backend.xp.asarray(w, copy=True))
@@ -137,7 +137,7 @@ class Sequential:
     def to(self, backend: str | Backend) -> "Sequential":
         """Move weights and optimizer state to another backend ("numpy", "cupy"...); returns self."""
         target = resolve(backend, self.backend.dtype_name)
-        move = lambda a: target.asarray(to_numpy(a), target.dtype)  # noqa: E731
+        move = lambda a: target.asarray(a, target.dtype)  # noqa: E731
         for layer in self.layers:
             layer.backend = target
             layer.set_params([move(p) for p in layer.params])
