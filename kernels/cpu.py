@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from fastnn.kernels._config import CACHE
-from fastnn.kernels.scalar import act, act_grad, adam_step, bce_logits, sgd_step, softmax_cce_row
+from fastnn.kernels.scalar import act, act_grad, adam_step, loss_element, sgd_step, softmax_cce_row
 
 jit = njit(cache=CACHE, nogil=True)
 
@@ -65,14 +65,15 @@ def dense_kernels(code: int) -> DenseKernels:
 
 
 @jit
-def sigmoid_bce_logits(z, t, grad):
-    """Mean binary cross-entropy on logits z and its gradient (sigmoid(z) - t) / size."""
+def elementwise_loss(z, t, grad, code):
+    """Mean of loss_element over every element (MSE on predictions or BCE on logits, by code)
+    and its gradient, in one pass."""
     n, m = z.shape
     scale = 1 / (n * m)
     total = 0.0
     for i in range(n):
         for j in range(m):
-            loss, g = bce_logits(z[i, j], t[i, j])
+            loss, g = loss_element(z[i, j], t[i, j], code)
             total += loss
             grad[i, j] = g * scale
     return total * scale
@@ -86,20 +87,6 @@ def softmax_cce_logits(z, t, grad):
     for i in range(n):
         total += softmax_cce_row(z, t, grad, i, 1 / n)
     return total / n
-
-
-@jit
-def mse(p, t, grad):
-    """Mean squared error and its gradient 2 (p - t) / size."""
-    n, m = p.shape
-    scale = 1 / (n * m)
-    total = 0.0
-    for i in range(n):
-        for j in range(m):
-            d = p[i, j] - t[i, j]
-            total += d * d
-            grad[i, j] = 2 * d * scale
-    return total * scale
 
 
 @jit

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from fastnn.kernels import cpu, online
-from fastnn.kernels._config import ACT_CODES
+from fastnn.kernels._config import ACT_CODES, CCE_LOGITS, LOSS_HEADS
 from fastnn.ops import ArrayOps
 
 
@@ -29,12 +29,6 @@ NUMPY_EPILOGUES = {
     "tanh": lambda z, y: np.tanh(z, out=y),
 }
 
-LOSS_KERNELS = {
-    ("binary_crossentropy", True): cpu.sigmoid_bce_logits,
-    ("categorical_crossentropy", True): cpu.softmax_cce_logits,
-    ("mse", False): cpu.mse,
-    ("mse", True): cpu.mse,
-}
 
 
 def _native(*arrays: Any) -> bool:
@@ -111,11 +105,13 @@ class NumbaOps(ArrayOps):
         return dx, dW, db
 
     def loss(self, loss, y_pred, y_true, buffers=None):
-        kernel = LOSS_KERNELS.get((loss.name, loss.from_logits))
-        if kernel is None or not _native(y_pred, y_true):
+        head = LOSS_HEADS.get((loss.name, loss.from_logits))
+        if head is None or not _native(y_pred, y_true):
             return super().loss(loss, y_pred, y_true, buffers)
         grad = _buffer(buffers, "loss_grad", y_pred.shape, y_pred.dtype)
-        return kernel(y_pred, y_true, grad), grad
+        if head == CCE_LOGITS:
+            return cpu.softmax_cce_logits(y_pred, y_true, grad), grad
+        return cpu.elementwise_loss(y_pred, y_true, grad, head), grad
 
     def sgd_update(self, opt, p, g, state) -> bool:
         if not _native(p, g):

@@ -15,10 +15,9 @@ import math
 import numpy as np
 from numba import njit
 
-from fastnn.kernels._config import CACHE
-from fastnn.kernels.scalar import act, act_grad, adam_step, bce_logits, sgd_step, softmax_cce_row
+from fastnn.kernels._config import ACT_CODES, BCE_LOGITS, CACHE, CCE_LOGITS, LOSS_HEADS, MSE
+from fastnn.kernels.scalar import act, act_grad, adam_step, loss_element, sgd_step, sigmoid, softmax_cce_row
 
-MSE, BCE_LOGITS, CCE_LOGITS = 0, 1, 2
 SGD, ADAM = 0, 1
 NO_METRIC, BINARY_ACCURACY, CATEGORICAL_ACCURACY = 0, 1, 2
 
@@ -93,15 +92,11 @@ def train_epoch(x, y, order, batch_size, Ws, bs, dWs, dbs, A, Z, D, T, codes, al
         else:
             scale = 1 / (nb * out)
             for r in range(nb):
-                for j in range(out):
-                    if loss_code == BCE_LOGITS:
-                        value, g = bce_logits(Zo[r, j], T[r, j])
-                        Do[r, j] = g * scale
-                        batch_loss += value * scale
-                    else:
-                        diff = Po[r, j] - T[r, j]
-                        batch_loss += diff * diff * scale
-                        Do[r, j] = act_grad(2 * diff * scale, Po[r, j], Zo[r, j], codes[L - 1], alphas[L - 1])
+                for j in range(out):  # BCE takes the logit; MSE the prediction, then act'
+                    value, g = loss_element(Zo[r, j] if loss_code == BCE_LOGITS else Po[r, j], T[r, j], loss_code)
+                    batch_loss += value * scale
+                    Do[r, j] = g * scale if loss_code == BCE_LOGITS else act_grad(
+                        g * scale, Po[r, j], Zo[r, j], codes[L - 1], alphas[L - 1])
         loss_total += batch_loss * nb / n
         if bad_batch < 0 and not math.isfinite(batch_loss):
             bad_batch = start // batch_size
@@ -111,7 +106,7 @@ def train_epoch(x, y, order, batch_size, Ws, bs, dWs, dbs, A, Z, D, T, codes, al
             for r in range(nb):
                 if metric_code == BINARY_ACCURACY:
                     for j in range(out):
-                        p = Po[r, j] if loss_code == MSE else 1 / (1 + math.exp(-Zo[r, j]))
+                        p = Po[r, j] if loss_code == MSE else sigmoid(Zo[r, j])
                         hits += ((p > 0.5) == (T[r, j] > 0.5)) / out
                 else:
                     best_p, best_t = 0, 0
@@ -147,23 +142,19 @@ def train_epoch(x, y, order, batch_size, Ws, bs, dWs, dbs, A, Z, D, T, codes, al
     return loss_total, metric_total, t, bad_batch
 
 
-HEADS = {("binary_crossentropy", True): BCE_LOGITS, ("categorical_crossentropy", True): CCE_LOGITS,
-         ("mse", False): MSE, ("mse", True): MSE}
-ACCURACY_NAMES = {"accuracy", "acc", "binary_accuracy", "categorical_accuracy"}
-
-
 def run_epoch(model, x: np.ndarray, y: np.ndarray, batch_size: int, order: np.ndarray | None) -> dict | None:
     """Train `model` for one epoch through `train_epoch`, or return None when the model uses
     anything it does not cover (the caller then takes the generic path)."""
-    from fastnn.kernels._config import ACT_CODES
+    from fastnn import metrics
     from fastnn.layers import Dense
 
     loss, fused = model._head
-    head = HEADS.get((loss.name, loss.from_logits))
+    head = LOSS_HEADS.get((loss.name, loss.from_logits))
     layers, opt = model.layers, model.optimizer
-    names = [m.strip().lower() for m in model.metric_names]
+    metric_codes = {metrics.binary_accuracy: BINARY_ACCURACY, metrics.categorical_accuracy: CATEGORICAL_ACCURACY}
+    resolved = model._metrics  # [(name, function)], as the generic path reports them
     if (head is None or not all(type(layer) is Dense for layer in layers) or opt.name not in ("sgd", "adam")
-            or len(names) > 1 or not set(names) <= ACCURACY_NAMES):
+            or len(resolved) > 1 or any(fn not in metric_codes for _, fn in resolved)):
         return None
     acts = [layer.activation for layer in layers]
     if fused:
@@ -176,10 +167,7 @@ def run_epoch(model, x: np.ndarray, y: np.ndarray, batch_size: int, order: np.nd
     alphas = np.array([getattr(a, "alpha", 0.0) for a in acts], dtype)
     widths = [model.input_dim] + [layer.units for layer in layers]
     out = widths[-1]
-    metric = 0
-    if names:
-        explicit = {"binary_accuracy": 1, "categorical_accuracy": 2}
-        metric = explicit.get(names[0], 1 if out == 1 else 2)
+    metric = metric_codes[resolved[0][1]] if resolved else NO_METRIC
     key = ("online", batch_size, dtype.str)
     if key not in model._loss_buffers:
         model._loss_buffers[key] = (
@@ -191,25 +179,28 @@ def run_epoch(model, x: np.ndarray, y: np.ndarray, batch_size: int, order: np.nd
             tuple(np.zeros_like(layer.b) for layer in layers),  # db
         )
     A, Z, D, T, dWs, dbs = model._loss_buffers[key]
-    slots = {"sgd": ("momentum", "momentum"), "adam": ("m", "v")}[opt.name]
-    state = [[s.get(slot) for s in opt.state] for slot in slots]
+    first, second = {"sgd": ("momentum", "momentum"), "adam": ("m", "v")}[opt.name]
+
+    def slot(name, start, grads):
+        """Optimizer state `name` of every W (start 0) or b (start 1); where the optimizer keeps
+        none (SGD without momentum) the gradient stands in, never read."""
+        return tuple(state.get(name, g) for state, g in zip(opt.state[start::2], grads))
+
+    SW, SB, VW, VB = slot(first, 0, dWs), slot(first, 1, dbs), slot(second, 0, dWs), slot(second, 1, dbs)
     params = model.params
-    SW, SB, VW, VB = (tuple(p if p is not None else g for p, g in zip(col[i::2], grads))
-                      for col, i, grads in ((state[0], 0, dWs), (state[0], 1, dbs), (state[1], 0, dWs),
-                                            (state[1], 1, dbs)))
     order = np.arange(x.shape[0]) if order is None else order
     hyper = ((t(opt.lr), t(opt.momentum), opt.nesterov, t(0.0), t(0.0), t(1.0)) if opt.name == "sgd" else
              (t(opt.lr), t(0.0), False, t(opt.beta_1), t(opt.beta_2), t(opt.epsilon)))
     loss_value, metric_value, iterations, bad = train_epoch(
-        np.ascontiguousarray(x), np.ascontiguousarray(y), order, batch_size, tuple(params[0::2]),
+        x, y, order, batch_size, tuple(params[0::2]),
         tuple(params[1::2]), dWs, dbs, A, Z, D, T, codes, alphas, head, metric, 0 if opt.name == "sgd" else 1,
         *hyper, opt.iterations, SW, SB, VW, VB)
     opt.iterations = iterations
     for layer, dW, db in zip(layers, dWs, dbs):
         layer.grads = [dW, db]
     logs = {"loss": float(loss_value)}
-    if names:
-        logs["accuracy" if names[0] in ("accuracy", "acc") else names[0]] = float(metric_value)
+    if resolved:
+        logs[resolved[0][0]] = float(metric_value)
     if bad >= 0:
         logs["nonfinite_batch"] = int(bad)
     return logs

@@ -77,6 +77,16 @@ def bce_logits(v, target):
 
 
 @register_jitable
+def loss_element(v, target, code):
+    """(loss, d loss / d v) for one element: squared error on a prediction v (code 0, MSE) or
+    binary cross-entropy on a logit v (code 1, BCE_LOGITS in _config)."""
+    if code == 1:
+        return bce_logits(v, target)
+    diff = v - target
+    return diff * diff, 2 * diff
+
+
+@register_jitable
 def softmax_cce_row(z, t, grad, i, scale):
     """Row i of softmax + categorical cross-entropy on logits: grad[i] = (softmax(z[i]) - t[i])
     * scale; returns the row's loss (shifted by the row maximum: exp never overflows)."""
