@@ -56,12 +56,13 @@ class NumbaOps(ArrayOps):
     # were fastest for the narrow moons layers (459-460 ms vs 540 unblocked at 1M rows) and
     # neutral for 784-512-512-10 (1 196-1 227 ms for blocks of 1 024 to 65 536 rows).
     block_rows = 16384
-    # A whole epoch runs inside one compiled function (kernels/online.py) while batch rows x
-    # parameters stays under this: the generic path (BLAS per step) wins above it. Measured
-    # crossovers (samples/s, compiled vs generic): moons (5 251 parameters) 177k vs 119k at
-    # batch 16, 180k vs 221k at 32; digits 64-25-10 (1 885) 649k vs 382k at 32, 657k vs 667k
-    # at 64; 2-3-1 compiled at every batch size up to 64 (6.2M vs 1.0M).
-    online_max_work = 120_000
+    # Epochs and steps run compiled (kernels/online.py) while batch rows x parameters stays
+    # under this times the number of layers: above it BLAS per step wins, and the generic path
+    # pays its per-layer overhead once per batch. Measured (samples/s, compiled vs generic):
+    # moons (5 226 parameters, 5 layers) 285k vs 146k at batch 32, 286k vs 208k at 48, 271k vs
+    # 251-352k at 64; digits 64-25-10 (1 885, 2 layers) 559k vs 426k at 64, 621k vs 736k at 128;
+    # 32-256-256-10 (76 810, 3 layers) 32.5k vs 14.3k at batch 4, 34.8k vs 41.8k at 16.
+    online_max_work_per_layer = 80_000
 
     def __init__(self, backend: Any, numpy_epilogues: bool = True) -> None:
         super().__init__(backend)
@@ -134,7 +135,10 @@ class NumbaOps(ArrayOps):
         """A whole epoch compiled (small batches only); None where the generic path must run."""
         if not _native(x, y, model.layers[0].W):
             return None
-        return online.run_epoch(model, x, y, batch_size, order, self.online_max_work)
+        return online.run_epoch(model, x, y, batch_size, order, self._max_work(model))
+
+    def _max_work(self, model) -> int:
+        return self.online_max_work_per_layer * len(model.layers)
 
     def train_step(self, model, x, y):
         """One small-batch step through the same compiled code: ~3 µs for the 2-3-1 network at
@@ -142,7 +146,7 @@ class NumbaOps(ArrayOps):
         of two, so an epoch's short last batch or varying train_on_batch sizes reuse the code."""
         if not _native(x, y, model.layers[0].W):
             return None
-        result = online.train(model, x, y, 1 << (x.shape[0] - 1).bit_length(), None, self.online_max_work)
+        result = online.train(model, x, y, 1 << (x.shape[0] - 1).bit_length(), None, self._max_work(model))
         if result is None:
             return None
         loss, metric, _ = result

@@ -102,7 +102,7 @@ def test_training_step_reuses_buffers():
         model = fastnn.Sequential([fastnn.layers.Dense(16, "relu", input_dim=4),
                                    fastnn.layers.Dense(1, "sigmoid")], seed=0)
         model.compile("sgd", "binary_crossentropy", metrics=[])
-        # 4 096 rows x 97 parameters is above online_max_work: the generic per-step kernel path
+        # 4 096 rows x 97 parameters is above the compiled-epoch limit: the per-layer kernel path
         x, y = np.random.default_rng(0).standard_normal((4096, 4)), np.zeros(4096)
         model.fit(x, y, epochs=1, batch_size=None, verbose=0)
         ids = {k: id(v) for layer in model.layers for k, v in layer.buffers.items()}

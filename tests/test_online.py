@@ -16,7 +16,7 @@ X = RNG.standard_normal((50, 3))
 
 
 def train(monkeypatch, compiled, layers, loss, optimizer, y, batch_size=4, metrics=("accuracy",), callbacks=()):
-    monkeypatch.setattr(NumbaOps, "online_max_work", 10**9 if compiled else 0)
+    monkeypatch.setattr(NumbaOps, "online_max_work_per_layer", 10**9 if compiled else 0)
     with fastnn.use("numpy", dtype="float64"):
         model = fastnn.Sequential(layers(), seed=1)
         model.compile(optimizer, loss, metrics=list(metrics))
@@ -83,7 +83,7 @@ def test_unsupported_models_fall_back(monkeypatch, case):
 
 
 def test_compiled_epoch_nan_guard_names_the_batch(monkeypatch):
-    monkeypatch.setattr(NumbaOps, "online_max_work", 10**9)
+    monkeypatch.setattr(NumbaOps, "online_max_work_per_layer", 10**9)
     model = fastnn.Sequential([Dense(3, "relu", input_dim=3), Dense(1, "sigmoid")], seed=0)
     model.compile("sgd", "binary_crossentropy")
     weights = model.get_weights()
@@ -94,16 +94,16 @@ def test_compiled_epoch_nan_guard_names_the_batch(monkeypatch):
 
 
 def test_large_work_takes_the_generic_path(monkeypatch):
-    """Above batch x parameters = online_max_work, BLAS per step is faster: no compiled epoch."""
+    """Above batch x parameters = online_max_work_per_layer x layers, BLAS per step is faster."""
     ran = []
     original = online.run_epoch
     monkeypatch.setattr(online, "run_epoch", lambda *a: ran.append(original(*a)) or ran[-1])
-    model = fastnn.Sequential([Dense(500, "relu", input_dim=3), Dense(1, "sigmoid")], seed=0)
-    assert model.count_params() == 2501
+    model = fastnn.Sequential([Dense(1000, "relu", input_dim=3), Dense(1, "sigmoid")], seed=0)
+    assert model.count_params() == 5001
     model.compile("sgd", "binary_crossentropy")
     y = RNG.integers(0, 2, 50)
-    model.fit(X, y, epochs=1, batch_size=8, verbose=0)  # 8 x 2 501 = 20 008: compiled
-    model.fit(X, y, epochs=1, batch_size=50, verbose=0)  # 50 x 2 501 = 125 050 > 120 000: generic
+    model.fit(X, y, epochs=1, batch_size=8, verbose=0)  # 8 x 5 001 = 40 008 <= 2 x 80 000: compiled
+    model.fit(X, y, epochs=1, batch_size=50, verbose=0)  # 250 050 > 160 000: generic
     assert [logs is not None for logs in ran] == [True, False]
 
 
@@ -115,7 +115,7 @@ def test_compiled_single_steps_equal_the_layer_by_layer_path(monkeypatch, optimi
     labels = [RNG.integers(0, 3, size) for size in sizes]
     models = []
     for compiled in (True, False):
-        monkeypatch.setattr(NumbaOps, "online_max_work", 10**9 if compiled else 0)
+        monkeypatch.setattr(NumbaOps, "online_max_work_per_layer", 10**9 if compiled else 0)
         with fastnn.use("numpy", dtype="float64"):
             model = fastnn.Sequential([Dense(5, "tanh"), Dense(3, "softmax")], seed=2)
             model.compile(optimizer, "categorical_crossentropy", metrics=["accuracy"])
