@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from fastnn.kernels._config import CACHE
-from fastnn.kernels.scalar import act, act_grad, adam_step, loss_element, sgd_step, softmax_cce_row
+from fastnn.kernels.scalar import act, act_grad, adam_step, like, loss_element, sgd_step, softmax_cce_row
 
 jit = njit(cache=CACHE, nogil=True)
 
@@ -79,6 +79,24 @@ def elementwise_loss(z, t, grad, code):
     return total * scale
 
 
+@jit  # no fastmath: reassociation could fold (1 + e) - 1 into e
+def bce_logits_from_exp(z, t, e, log_u, grad):
+    """Mean binary cross-entropy on logits z and its gradient (sigmoid(z) - t) / size, given
+    e = exp(-|z|) and log_u = log(1 + e) from NumPy's SIMD ufuncs (numba has no SVML; NumPy's
+    log1p is scalar). log1p(e) = log(u) * e / (u - 1) with u = 1 + e is accurate to a few ulps
+    (Goldberg 1991). All arrays flat and no call in the loop, so it vectorises: 16 384 logits
+    in ~45 µs here plus ~70 µs for NumPy's exp and log, vs ~400 µs for exp and log1p in numba."""
+    scale, one = like(z[0], 1 / z.size), like(z[0], 1)
+    total = 0.0
+    for i in range(z.size):
+        v, ev = z[i], e[i]
+        u = one + ev
+        log1p_e = ev if u == one else log_u[i] * (ev / (u - one))
+        total += (v if v > 0 else v - v) - v * t[i] + log1p_e
+        grad[i] = ((one if v >= 0 else ev) / u - t[i]) * scale  # sigmoid(v) - t; one division
+    return total / z.size
+
+
 @jit
 def softmax_cce_logits(z, t, grad):
     """Mean categorical cross-entropy on logits z (rows) and its gradient (softmax - t) / n."""
@@ -87,6 +105,16 @@ def softmax_cce_logits(z, t, grad):
     for i in range(n):
         total += softmax_cce_row(z, t, grad, i, 1 / n)
     return total / n
+
+
+@jit
+def outer_product(g, w, out):
+    """out = outer(g, w): the input gradient of a one-unit layer. BLAS is slow at k = 1 and
+    NumPy's broadcast multiply at rows of 25: 95 vs 407 µs for 16 384 x 25 here."""
+    for i in range(g.shape[0]):
+        gi = g[i]
+        for j in range(w.shape[0]):
+            out[i, j] = gi * w[j]
 
 
 @jit

@@ -43,7 +43,7 @@ def sigmoid(v):
     """1 / (1 + exp(-v)) without overflow: exp only ever sees -|v|."""
     e = math.exp(-abs(v))
     one = like(v, 1)
-    return one / (one + e) if v >= 0 else e / (one + e)
+    return (one if v >= 0 else e) / (one + e)  # one division, not one per branch: vectorises
 
 
 @register_jitable
@@ -92,7 +92,7 @@ def bce_logits(v, target):
     """(loss, d loss / d v) of binary cross-entropy on one logit: exact and overflow-free."""
     e = math.exp(-abs(v))
     one = like(v, 1)
-    s = one / (one + e) if v >= 0 else e / (one + e)
+    s = (one if v >= 0 else e) / (one + e)
     return (v if v > 0 else v - v) - v * target + math.log1p(e), s - target
 
 
