@@ -291,6 +291,13 @@ def _compiled(model, batch_size: int, dtype: np.dtype, max_work: int) -> tuple |
     return cache[key]
 
 
+@functools.lru_cache(maxsize=64)
+def _scalars(dtype: np.dtype, *values: float) -> tuple:
+    """The optimizer's hyperparameters as scalars of the data type (cached: converting them
+    was a tenth of a small step; a learning-rate schedule changes them now and then)."""
+    return tuple(dtype.type(v) for v in values)
+
+
 def train(model, x: np.ndarray, y: np.ndarray, batch_size: int, order: np.ndarray | None,
           max_work: int) -> tuple | None:
     """Train `model` on x[order] (in order when None) through the generated `train_epoch`:
@@ -300,7 +307,7 @@ def train(model, x: np.ndarray, y: np.ndarray, batch_size: int, order: np.ndarra
     if compiled is None:
         return None
     function, plan, alphas = compiled
-    opt, t = model.optimizer, x.dtype.type
+    opt = model.optimizer
     slots = SLOT_NAMES[plan.optimizer]
     arrays = []
     for i, layer in enumerate(model.layers):
@@ -309,9 +316,9 @@ def train(model, x: np.ndarray, y: np.ndarray, batch_size: int, order: np.ndarra
         arrays += (layer.W, layer.b, *layer.grads)
         arrays += [opt.state[2 * i + j][name] for name in slots for j in (0, 1)]
     if plan.optimizer == "adam":
-        hyper = (t(opt.lr), t(0.0), t(opt.beta_1), t(opt.beta_2), t(opt.epsilon))
+        hyper = _scalars(x.dtype, opt.lr, 0.0, opt.beta_1, opt.beta_2, opt.epsilon)
     else:
-        hyper = (t(opt.lr), t(opt.momentum), t(0.0), t(0.0), t(1.0))
+        hyper = _scalars(x.dtype, opt.lr, opt.momentum, 0.0, 0.0, 1.0)
     loss, metric, opt.iterations, bad = function(x, y, order, *arrays, alphas, *hyper, opt.iterations)
     return loss, metric, bad
 
