@@ -380,7 +380,20 @@ def machine_info() -> dict[str, Any]:
         import cupy
 
         info["gpu"] = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"].decode()
+    info["sgemm_gflops"] = sgemm_gflops()
     return info
+
+
+def sgemm_gflops(size: int = 2000) -> float:
+    """float32 GEMM speed now (best of 3): how fast this shared machine is during the run
+    (on these 2-core VMs: 80-130 GFLOP/s in one session, ~190 in the baseline measurements)."""
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - start)
+    return round(2 * size**3 / best / 1e9, 1)
 
 
 def _cpu_name() -> str:
@@ -449,7 +462,8 @@ def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [f"Machine: {m['processor']}, {m['cores']} cores{', ' + m['gpu'] if 'gpu' in m else ''}; "
              f"numpy {m.get('numpy')}, numba {m.get('numba')}, torch {m.get('torch', 'not installed')}; "
-             f"{m['date']}; median of {results['reps']} interleaved repetitions (PyTorch CPU in a child process), "
+             f"{m['date']}; float32 GEMM {m.get('sgemm_gflops', '?')} GFLOP/s at the start of the run; "
+             f"median of {results['reps']} interleaved repetitions (PyTorch CPU in a child process), "
              "float32, one SGD step. fused / bound: median over repetitions of the two times "
              "measured back to back.", ""]
     impls = results["implementations"]
