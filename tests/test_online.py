@@ -110,8 +110,8 @@ def test_large_work_takes_the_generic_path(monkeypatch):
 @pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=["sgd", "momentum", "nesterov", "adam"])
 def test_compiled_single_steps_equal_the_layer_by_layer_path(monkeypatch, optimizer):
     """train_on_batch (and fit with a per-batch hook) run small batches as one compiled step;
-    batch sizes of 1-8 share compiled code per power-of-two capacity."""
-    sizes = (1, 4, 3, 7, 8, 2)
+    batch sizes share compiled code per power-of-two capacity (3 runs in the code for 4)."""
+    sizes = (1, 4, 3, 2, 4)
     labels = [RNG.integers(0, 3, size) for size in sizes]
     models = []
     for compiled in (True, False):
@@ -125,4 +125,4 @@ def test_compiled_single_steps_equal_the_layer_by_layer_path(monkeypatch, optimi
     np.testing.assert_allclose(compiled_losses, generic_losses, rtol=1e-9)
     for a, b in zip(compiled.get_weights() + compiled.grads, generic.get_weights() + generic.grads):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
-    assert sorted(key[0] for key, value in compiled._compiled_epochs.items() if value) == [1, 2, 4, 8]
+    assert sorted(key[0] for key, value in compiled._compiled_epochs.items() if value) == [1, 2, 4]
