@@ -95,7 +95,11 @@ class NumbaOps(ArrayOps):
         db = _buffer(buffers, "db", (W.shape[1],), dtype)
         saved = z if act.needs_z else y
         cpu.dense_kernels(code).act_grad_bias(dy, saved, dtype.type(getattr(act, "alpha", 0)), dz, db)
-        dW = np.matmul(x.T, dz, out=_buffer(buffers, "dW", W.shape, dtype))
+        dW = _buffer(buffers, "dW", W.shape, dtype)
+        if x.shape[0] == 1:  # one row: an outer product (784x512: 45 µs here, a k=1 GEMM 821 µs)
+            cpu.outer_product(x.reshape(-1), dz.reshape(-1), dW)
+        else:
+            np.matmul(x.T, dz, out=dW)
         dx = None
         if need_dx:
             dx = _buffer(buffers, "dx", x.shape, dtype)

@@ -1,4 +1,4 @@
-"""Every compiled CPU kernel against its pure Array-API twin: shapes 1×1, 37×19, one unit and large,
+"""Every compiled CPU kernel against its pure Array-API twin: shapes 1×1, one row, 37×19, one unit and large,
 float32 and float64, every activation, loss head and optimizer."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from fastnn import activations, losses, optimizers
 from fastnn.kernels.cpu_ops import NumbaOps
 from fastnn.ops import ArrayOps
 
-SHAPES = [(1, 1, 1), (37, 19, 23), (300, 25, 1), (20_000, 40, 32)]  # (rows, in, out)
+SHAPES = [(1, 1, 1), (1, 19, 23), (37, 19, 23), (300, 25, 1), (20_000, 40, 32)]  # (rows, in, out)
 TOL = {"float32": dict(rtol=2e-5, atol=2e-6), "float64": dict(rtol=1e-12, atol=1e-13)}
 
 
@@ -21,7 +21,7 @@ def tables(dtype, numpy_epilogues=True):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("shape", SHAPES, ids=["1x1", "37x19", "one-unit", "large"])
+@pytest.mark.parametrize("shape", SHAPES, ids=["1x1", "one-row", "37x19", "one-unit", "large"])
 @pytest.mark.parametrize("name", sorted(set(activations.ACTIVATIONS) - {"softmax"}))
 @pytest.mark.parametrize("numpy_epilogues", [True, False], ids=["numpy-epilogues", "numba-only"])
 def test_dense_kernels_match_pure_twin(dtype, shape, name, numpy_epilogues):
