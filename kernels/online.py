@@ -52,7 +52,8 @@ UPDATES = {
     "nesterov": "{p}, {m} = sgd_step({p}, {g}, {m}, lr, momentum, True)",
     "adam": "{p}, {m}, {v} = adam_step({p}, {g}, {m}, {v}, beta_1, beta_2, step, root_bc2, eps)",
 }
-SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2}
+# The optimizer state each parameter brings, in the generated signature's order (M then V).
+SLOT_NAMES = {"sgd": (), "momentum": ("momentum",), "nesterov": ("momentum",), "adam": ("m", "v")}
 
 
 def _bound(width: int, runtime: str) -> str:
@@ -176,7 +177,7 @@ def _backward(l: int, k_in: int, m: int, prev_code: int | None, optimizer: str, 
 def epoch_source(plan: EpochPlan) -> str:
     """Python source of `train_epoch` for `plan` (compiled by numba in `epoch_function`)."""
     L, widths = len(plan.codes), plan.widths
-    slots = SLOTS[plan.optimizer]
+    slots = len(SLOT_NAMES[plan.optimizer])
     layer_args = []
     for l in range(L):
         layer_args += [f"W{l}", f"b{l}", f"dW{l}", f"db{l}"]
@@ -277,9 +278,6 @@ def plan_for(model, batch_size: int) -> EpochPlan | None:
     kind = opt.name if opt.name == "adam" else ("sgd" if opt.momentum == 0 else "nesterov" if opt.nesterov else "momentum")
     return EpochPlan(widths=(model.input_dim, *(layer.units for layer in model.layers)), codes=codes, head=head,
                      metric=metric_codes[resolved[0][1]] if resolved else NO_METRIC, optimizer=kind, batch=batch_size)
-
-
-SLOT_NAMES = {"sgd": (), "momentum": ("momentum",), "nesterov": ("momentum",), "adam": ("m", "v")}
 
 
 def _compiled(model, batch_size: int, dtype: np.dtype, max_work: int) -> tuple | None:
