@@ -25,7 +25,9 @@ def ops_for(backend: Any) -> Any:
 
 def warmup(backend: str = "numpy", dtypes: tuple[str, ...] = ("float32", "float64")) -> float:
     """Compile every kernel of `backend` for `dtypes` now, instead of on first use; returns
-    the seconds it took (the compiled code is cached on disk where that is writable)."""
+    the seconds it took (the compiled code is cached on disk where that is writable). The
+    small-batch training code (online.py) is generated per network, so it compiles on a
+    model's first small-batch fit instead, and is cached on disk too."""
     import time
 
     import numpy as np
