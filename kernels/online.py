@@ -294,8 +294,10 @@ def _compiled(model, batch_size: int, dtype: np.dtype, max_work: int) -> tuple |
     cache = model._compiled_epochs
     if key not in cache:
         plan = plan_for(model, batch_size) if batch_size * model.count_params() <= max_work else None
-        alphas = np.array([getattr(layer.activation, "alpha", 0.0) for layer in model.layers], dtype)
-        cache[key] = None if plan is None else (epoch_function(plan), plan, alphas)
+        cache[key] = None
+        if plan is not None:
+            alphas = np.array([getattr(layer.activation, "alpha", 0.0) for layer in model.layers], dtype)
+            cache[key] = (epoch_function(plan), plan, alphas)
     return cache[key]
 
 

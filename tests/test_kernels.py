@@ -153,3 +153,19 @@ def test_unwritable_cache_dir_disables_caching_instead_of_failing():
     env = {**os.environ, "NUMBA_CACHE_DIR": "/proc/fastnn-numba-cache"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "NumbaOps"]
+
+
+def test_compiled_shuffle_is_a_reproducible_uniform_permutation():
+    """fit's shuffle (a compiled Fisher-Yates): every row once, the same order from the same
+    seed, and each row equally likely at each position (its twin, rng.permutation, draws
+    differently, so the properties are compared, not the orders)."""
+    from fastnn.kernels.cpu import permutation
+
+    order = permutation(np.random.default_rng(3), 10_000)
+    np.testing.assert_array_equal(np.sort(order), np.arange(10_000))
+    np.testing.assert_array_equal(order, permutation(np.random.default_rng(3), 10_000))
+    assert not np.array_equal(order, permutation(np.random.default_rng(4), 10_000))
+    rng, counts = np.random.default_rng(5), np.zeros((5, 5))
+    for _ in range(20_000):
+        counts[np.arange(5), permutation(rng, 5)] += 1
+    np.testing.assert_allclose(counts / 20_000, 0.2, atol=0.015)  # ~5 standard deviations

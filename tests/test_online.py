@@ -8,6 +8,7 @@ import pytest
 
 import fastnn
 from fastnn.kernels import online
+from fastnn.kernels._config import ACT_CODES, CCE_LOGITS
 from fastnn.kernels.cpu_ops import NumbaOps
 from fastnn.layers import Activation, Dense
 
@@ -62,6 +63,22 @@ def test_compiled_epoch_equals_generic_for_every_loss(monkeypatch, loss, out, la
     calls = assert_same(monkeypatch, lambda: [Dense(5, "tanh"), Dense(4, "relu"), Dense(out, last)],
                         loss, "adam", y, batch_size=batch_size)
     assert calls and all(c is not None for c in calls)
+
+
+def test_scratch_arrays_on_the_heap_give_the_same_result(monkeypatch):
+    """The generated code keeps its scratch arrays on the stack up to stack.MAX_BYTES and on
+    the heap beyond: both variants equal the generic path."""
+    monkeypatch.setattr(online, "MAX_BYTES", 0)
+    online.epoch_function.cache_clear()  # plans compiled with stack scratch must not be reused
+    try:
+        calls = assert_same(monkeypatch, lambda: [Dense(5, "tanh"), Dense(3, "softmax")],
+                            "categorical_crossentropy", "adam", RNG.integers(0, 3, 50), batch_size=7)
+        assert calls and all(c is not None for c in calls)
+        plan = online.EpochPlan((3, 5, 3), (ACT_CODES["tanh"], online.LOGITS), CCE_LOGITS,
+                                online.CATEGORICAL_ACCURACY, "adam", 7)
+        assert "np.empty((7, 5), x.dtype)" in online.epoch_source(plan)  # the heap variant ran
+    finally:
+        online.epoch_function.cache_clear()
 
 
 @pytest.mark.parametrize("case", ["activation-layer", "mae-metric", "bce-on-probabilities", "batch-hook"])
