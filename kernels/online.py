@@ -52,6 +52,10 @@ UPDATES = {
     "nesterov": "{p}, {m} = sgd_step({p}, {g}, {m}, lr, momentum, True)",
     "adam": "{p}, {m}, {v} = adam_step({p}, {g}, {m}, {v}, beta_1, beta_2, step, root_bc2, eps)",
 }
+# The scalars the generated code reads from its `hyper` array, in order, then each layer's
+# activation alpha: one array argument rather than a scalar each (numba's dispatch takes ~0.2 µs
+# an argument, a tenth of a small step).
+HYPER_NAMES = ("lr", "momentum", "beta_1", "beta_2", "eps")
 # The optimizer state each parameter brings, in the generated signature's order (M then V).
 SLOT_NAMES = {"sgd": (), "momentum": ("momentum",), "nesterov": ("momentum",), "adam": ("m", "v")}
 
@@ -202,7 +206,8 @@ def epoch_source(plan: EpochPlan) -> str:
     body = ["n = x.shape[0]",
             "if order is None:  # in order (numba compiles this branch away when order is an array)",
             "    order = np.arange(n)"]
-    body += [f"alpha{l} = alphas[{l}]" for l in range(L)]
+    body += [f"{name} = hyper[{i}]" for i, name in enumerate(HYPER_NAMES)]
+    body += [f"alpha{l} = hyper[{len(HYPER_NAMES) + l}]" for l in range(L)]
     # The batch's activations, pre-activations, gradients and targets: on the stack (see
     # kernels/stack.py) where they fit, counting 8 bytes a value (float64 at most).
     scratch = [(f"{name}{l}", widths[l]) for l in range(L + 1) for name in ("AZD" if l else "A")]
@@ -219,7 +224,7 @@ def epoch_source(plan: EpochPlan) -> str:
             body += [f"{name} = stack_empty({rows}, {cols}, x)" if cols else f"{name} = stack_empty(1, {rows}, x)[0]",
                      f"{name}[...] = {name}_arg"]
             copy_back += [f"{name}_arg[...] = {name}"]
-    args = ", ".join(["x", "y", "order", *params, "alphas", "lr", "momentum", "beta_1", "beta_2", "eps", "t"])
+    args = ", ".join(["x", "y", "order", *params, "hyper", "t"])
     body += ["loss_total = 0.0", "metric_total = 0.0", "bad_batch = -1"]
     step = [f"nb = {batch}",
             "for r in range(nb):",
@@ -321,16 +326,34 @@ def _compiled(model, batch_size: int, dtype: np.dtype, max_work: int) -> tuple |
         plan = plan_for(model, batch_size) if batch_size * model.count_params() <= max_work else None
         cache[key] = None
         if plan is not None:
-            alphas = np.array([getattr(layer.activation, "alpha", 0.0) for layer in model.layers], dtype)
+            alphas = tuple(float(getattr(layer.activation, "alpha", 0.0)) for layer in model.layers)
             cache[key] = (epoch_function(plan), plan, alphas)
     return cache[key]
 
 
 @functools.lru_cache(maxsize=64)
-def _scalars(dtype: np.dtype, *values: float) -> tuple:
-    """The optimizer's hyperparameters as scalars of the data type (cached: converting them
-    was a tenth of a small step; a learning-rate schedule changes them now and then)."""
-    return tuple(dtype.type(v) for v in values)
+def _hyper(dtype: np.dtype, *values: float) -> np.ndarray:
+    """The `hyper` argument: HYPER_NAMES' values then the alphas, in the data type (cached:
+    building it was a tenth of a small step; a learning-rate schedule changes it now and then)."""
+    hyper = np.array(values, dtype)
+    hyper.flags.writeable = False
+    return hyper
+
+
+def _arrays(model, plan: EpochPlan, dtype: np.dtype) -> list[np.ndarray]:
+    """The model's per-layer arrays in the order of `_layer_arrays(plan)`; gradients are made
+    (zeros) where the layer has none of this data type yet."""
+    state, slots = model.optimizer.state, SLOT_NAMES[plan.optimizer]
+    arrays: list[np.ndarray] = []
+    for i, layer in enumerate(model.layers):
+        grads = layer.grads
+        if len(grads) != 2 or grads[0].dtype != dtype:
+            grads = layer.grads = [np.zeros_like(p) for p in layer.params]
+        arrays += layer.params
+        arrays += grads
+        for name in slots:
+            arrays += (state[2 * i][name], state[2 * i + 1][name])
+    return arrays
 
 
 def train(model, x: np.ndarray, y: np.ndarray, batch_size: int, order: np.ndarray | None,
@@ -343,18 +366,11 @@ def train(model, x: np.ndarray, y: np.ndarray, batch_size: int, order: np.ndarra
         return None
     function, plan, alphas = compiled
     opt = model.optimizer
-    slots = SLOT_NAMES[plan.optimizer]
-    arrays = []
-    for i, layer in enumerate(model.layers):
-        if len(layer.grads) != 2 or layer.grads[0].dtype != x.dtype:
-            layer.grads = [np.zeros_like(layer.W), np.zeros_like(layer.b)]
-        arrays += (layer.W, layer.b, *layer.grads)
-        arrays += [opt.state[2 * i + j][name] for name in slots for j in (0, 1)]
     if plan.optimizer == "adam":
-        hyper = _scalars(x.dtype, opt.lr, 0.0, opt.beta_1, opt.beta_2, opt.epsilon)
+        hyper = _hyper(x.dtype, opt.lr, 0.0, opt.beta_1, opt.beta_2, opt.epsilon, *alphas)
     else:
-        hyper = _scalars(x.dtype, opt.lr, opt.momentum, 0.0, 0.0, 1.0)
-    loss, metric, opt.iterations, bad = function(x, y, order, *arrays, alphas, *hyper, opt.iterations)
+        hyper = _hyper(x.dtype, opt.lr, opt.momentum, 0.0, 0.0, 1.0, *alphas)
+    loss, metric, opt.iterations, bad = function(x, y, order, *_arrays(model, plan, x.dtype), hyper, opt.iterations)
     return loss, metric, bad
 
 
