@@ -35,8 +35,8 @@ class DenseKernels(NamedTuple):
 # against the bias repeated GROUP_ROWS times. A span's length is a multiple of 32, so LLVM's
 # vector loop (8 lanes x 4) covers all of it; looping row by row left the last width % 32
 # elements of every row scalar, which was all of a width-25 row. Measured, 16 384 rows float32,
-# ReLU: forward 0.69 -> 0.25 ns an element at width 25, 0.37 -> 0.17 at 50; backward 0.81 ->
-# 0.34 and 0.54 -> 0.35.
+# ReLU, three runs: forward 0.69 -> 0.17-0.25 ns an element at width 25, 0.37 -> 0.17-0.23 at
+# 50; backward 0.81 -> 0.34-0.43 and 0.54 -> 0.35-0.37.
 GROUP_ROWS = 32
 
 
