@@ -8,7 +8,7 @@ import pytest
 
 import fastnn
 from fastnn.kernels import online
-from fastnn.kernels._config import ACT_CODES, CCE_LOGITS
+from fastnn.kernels._config import ACT_CODES, BCE_LOGITS, CCE_LOGITS
 from fastnn.kernels.cpu_ops import NumbaOps
 from fastnn.layers import Activation, Dense
 
@@ -79,6 +79,19 @@ def test_scratch_arrays_on_the_heap_give_the_same_result(monkeypatch):
         assert "np.empty((7, 5), x.dtype)" in online.epoch_source(plan)  # the heap variant ran
     finally:
         online.epoch_function.cache_clear()
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS[1:], ids=["momentum", "nesterov", "adam"])
+def test_parameters_stay_in_the_arguments_for_wider_layers(monkeypatch, optimizer):
+    """Networks no wider than 8 train on stack copies of their parameters (the tests above);
+    a wider layer trains on the model's arrays in place, and equals the generic path too."""
+    calls = assert_same(monkeypatch, lambda: [Dense(12, "relu"), Dense(1, "sigmoid")],
+                        "binary_crossentropy", optimizer, RNG.integers(0, 2, 50), batch_size=1)
+    assert calls and all(c is not None for c in calls)
+    tiny, wide = ((3, width, 1) for width in (8, 12))
+    source = lambda widths: online.epoch_source(  # noqa: E731
+        online.EpochPlan(widths, (ACT_CODES["relu"], online.LOGITS), BCE_LOGITS, online.BINARY_ACCURACY, "adam", 1))
+    assert "W0[...] = W0_arg" in source(tiny) and "_arg" not in source(wide)
 
 
 @pytest.mark.parametrize("case", ["activation-layer", "mae-metric", "bce-on-probabilities", "batch-hook"])
