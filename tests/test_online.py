@@ -81,6 +81,32 @@ def test_scratch_arrays_on_the_heap_give_the_same_result(monkeypatch):
         online.epoch_function.cache_clear()
 
 
+@pytest.mark.parametrize("batch_size", [1, 7])
+def test_rows_gathered_in_blocks_give_the_same_result(monkeypatch, batch_size):
+    """The epoch copies shuffled rows a block of batches at a time: with blocks of two batches
+    (three samples for batch 1), 50 samples cross block boundaries and end on a part block
+    (and, at batch 7, a part batch); the NaN guard still names the epoch's batch."""
+    monkeypatch.setattr(online, "GATHER_BYTES", batch_size * 6 * 8 * (3 if batch_size == 1 else 2))
+    online.epoch_function.cache_clear()
+    try:
+        plan = online.EpochPlan((3, 5, 3), (ACT_CODES["tanh"], online.LOGITS), CCE_LOGITS,
+                                online.CATEGORICAL_ACCURACY, "adam", batch_size)
+        assert online.gather_rows(plan) == (3 if batch_size == 1 else 14)
+        calls = assert_same(monkeypatch, lambda: [Dense(5, "tanh"), Dense(3, "softmax")],
+                            "categorical_crossentropy", "adam", RNG.integers(0, 3, 50), batch_size=batch_size)
+        assert calls and all(c is not None for c in calls)
+        monkeypatch.setattr(NumbaOps, "online_max_work_per_layer", 10**9)
+        model = fastnn.Sequential([Dense(5, "tanh", input_dim=3), Dense(3)], seed=0, dtype="float64")
+        model.compile("adam", "mse")
+        y = np.zeros((50, 3))
+        y[-1, 0] = 1e200  # the last sample, in the last block's last batch: its squared error is inf
+        batches = -(-50 // batch_size)
+        with pytest.warns(RuntimeWarning, match=rf"NaN or Inf at epoch 1, batch {batches} of {batches}"):
+            model.fit(X, y, epochs=1, batch_size=batch_size, shuffle=False, verbose=0)
+    finally:
+        online.epoch_function.cache_clear()
+
+
 @pytest.mark.parametrize("optimizer", OPTIMIZERS[1:], ids=["momentum", "nesterov", "adam"])
 def test_parameters_stay_in_the_arguments_for_wider_layers(monkeypatch, optimizer):
     """Networks no wider than 8 train on stack copies of their parameters (the tests above);
