@@ -222,15 +222,18 @@ def epoch_source(plan: EpochPlan) -> str:
             "    order = np.arange(n)"]
     body += [f"{name} = hyper[{i}]" for i, name in enumerate(HYPER_NAMES)]
     body += [f"alpha{l} = hyper[{len(HYPER_NAMES) + l}]" for l in range(L)]
-    # The batch's activations, pre-activations, gradients and targets: on the stack (see
-    # kernels/stack.py) where they fit, counting 8 bytes a value (float64 at most).
-    scratch = [(f"{name}{l}", plan.batch, widths[l]) for l in range(L + 1) for name in ("AZD" if l else "A")]
-    scratch += [("T", plan.batch, widths[-1])]
+    # The batch's activations, pre-activations, gradients and targets, then the gathered rows:
+    # on the stack (see kernels/stack.py) where they fit, counting 8 bytes a value (float64 at
+    # most); the step's arrays first, so that gathered rows never push them onto the heap.
     gathered = gather_rows(plan)
-    scratch += [("XG", gathered, widths[0]), ("YG", gathered, widths[-1])]
-    scratch_bytes = sum(r * w for _, r, w in scratch) * 8
-    make = "stack_empty({}, {}, x)" if scratch_bytes <= MAX_BYTES else "np.empty(({}, {}), x.dtype)"
-    body += [f"{name} = " + make.format(r, w) for name, r, w in scratch]
+    scratch_bytes = 0
+    for group in ([(f"{name}{l}", plan.batch, widths[l]) for l in range(L + 1) for name in ("AZD" if l else "A")]
+                  + [("T", plan.batch, widths[-1])], [("XG", gathered, widths[0]), ("YG", gathered, widths[-1])]):
+        group_bytes = sum(rows * cols for _, rows, cols in group) * 8
+        on_stack = scratch_bytes + group_bytes <= MAX_BYTES
+        scratch_bytes += group_bytes if on_stack else 0
+        make = "stack_empty({}, {}, x)" if on_stack else "np.empty(({}, {}), x.dtype)"
+        body += [f"{name} = " + make.format(rows, cols) for name, rows, cols in group]
     arrays = _layer_arrays(plan)
     params = [name for name, _, _ in arrays]
     copy_back = []

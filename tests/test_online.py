@@ -65,10 +65,12 @@ def test_compiled_epoch_equals_generic_for_every_loss(monkeypatch, loss, out, la
     assert calls and all(c is not None for c in calls)
 
 
-def test_scratch_arrays_on_the_heap_give_the_same_result(monkeypatch):
+@pytest.mark.parametrize("max_bytes", [0, 1680])
+def test_scratch_arrays_on_the_heap_give_the_same_result(monkeypatch, max_bytes):
     """The generated code keeps its scratch arrays on the stack up to stack.MAX_BYTES and on
-    the heap beyond: both variants equal the generic path."""
-    monkeypatch.setattr(online, "MAX_BYTES", 0)
+    the heap beyond: all on the heap, or (1 680 bytes) the step's on the stack and the gathered
+    rows on the heap, equal the generic path."""
+    monkeypatch.setattr(online, "MAX_BYTES", max_bytes)
     online.epoch_function.cache_clear()  # plans compiled with stack scratch must not be reused
     try:
         calls = assert_same(monkeypatch, lambda: [Dense(5, "tanh"), Dense(3, "softmax")],
@@ -76,7 +78,9 @@ def test_scratch_arrays_on_the_heap_give_the_same_result(monkeypatch):
         assert calls and all(c is not None for c in calls)
         plan = online.EpochPlan((3, 5, 3), (ACT_CODES["tanh"], online.LOGITS), CCE_LOGITS,
                                 online.CATEGORICAL_ACCURACY, "adam", 7)
-        assert "np.empty((7, 5), x.dtype)" in online.epoch_source(plan)  # the heap variant ran
+        source = online.epoch_source(plan)
+        assert ("A1 = stack_empty(7, 5, x)" if max_bytes else "A1 = np.empty((7, 5), x.dtype)") in source
+        assert "XG = np.empty((84, 3), x.dtype)" in source  # the heap variant ran
     finally:
         online.epoch_function.cache_clear()
 
