@@ -58,7 +58,9 @@ class NumbaOps(ArrayOps):
     name = "numba"
     # Full-batch steps run in blocks of this many rows so activations stay in cache: 8192-16384
     # were fastest for the narrow moons layers (459-460 ms vs 540 unblocked at 1M rows) and
-    # neutral for 784-512-512-10 (1 196-1 227 ms for blocks of 1 024 to 65 536 rows).
+    # neutral for 784-512-512-10 (1 196-1 227 ms for blocks of 1 024 to 65 536 rows). With the
+    # flat-span kernels, moons at 1M rows, fused/bound paired medians on a Zen 3 host: 2 048 rows
+    # 1.42x, 4 096 1.27x, 16 384 1.14x (Python's per-block calls outweigh the L2 hits).
     block_rows = 16384
     # Epochs and steps run compiled (kernels/online.py) while batch rows x parameters stays
     # under this times the number of layers: above it BLAS per step wins, and the generic path
