@@ -68,6 +68,11 @@ def _bound(width: int, runtime: str) -> str:
     return str(width) if width <= 8 else runtime
 
 
+def _weight_bounds(l: int, k_in: int, m: int) -> tuple[str, str]:
+    """Loop bounds over the rows and columns of W{l} (k_in x m), as `_bound` writes them."""
+    return _bound(k_in, f"W{l}.shape[0]"), _bound(m, f"W{l}.shape[1]")
+
+
 def _forward(l: int, k_in: int, m: int, code: int) -> list[str]:
     """Layer l: Z{l+1} = A{l} @ W{l} + b{l}, A{l+1} = act(Z{l+1}), row by row."""
     out = ACT_CODES["linear"] if code == LOGITS else code  # a fused head's logits pass through
@@ -82,7 +87,7 @@ def _forward(l: int, k_in: int, m: int, code: int) -> list[str]:
             f"        Z{l + 1}[r, j] = z",
             f"        A{l + 1}[r, j] = act(z, {out}, alpha{l})",
         ]
-    m, k_in = _bound(m, f"W{l}.shape[1]"), _bound(k_in, f"W{l}.shape[0]")
+    k_in, m = _weight_bounds(l, k_in, m)
     return [
         f"# layer {l}",
         "for r in range(nb):",
@@ -142,7 +147,7 @@ def _backward(l: int, k_in: int, m: int, prev_code: int | None, optimizer: str, 
     """Layer l, one pass over each row k of W{l}: first D{l}[:, k] from the row before its
     update (the input gradient), then dW{l}[k] and the row's update; then db{l}."""
     update = UPDATES[optimizer].format(p=f"W{l}[k, j]", g="g", m=f"MW{l}[k, j]", v=f"VW{l}[k, j]")
-    m, k_in = _bound(m, f"W{l}.shape[1]"), _bound(k_in, f"W{l}.shape[0]")
+    k_in, m = _weight_bounds(l, k_in, m)
     lines = [f"# layer {l} backward", f"for k in range({k_in}):"]
     if prev_code is not None:
         lines += [
@@ -186,7 +191,7 @@ def _last_weight_gradients(plan: EpochPlan) -> list[str]:
         return []
     lines = ["if n > 0:  # the last sample's weight gradients, as the generic path leaves them"]
     for l in range(len(plan.codes)):
-        m, k_in = _bound(plan.widths[l + 1], f"W{l}.shape[1]"), _bound(plan.widths[l], f"W{l}.shape[0]")
+        k_in, m = _weight_bounds(l, plan.widths[l], plan.widths[l + 1])
         lines += [f"    for k in range({k_in}):",
                   f"        for j in range({m}):",
                   f"            dW{l}[k, j] = A{l}[0, k] * D{l + 1}[0, j]"]
@@ -241,9 +246,11 @@ def epoch_source(plan: EpochPlan) -> str:
     # on the stack (see kernels/stack.py) where they fit, counting 8 bytes a value (float64 at
     # most); the step's arrays first, so that gathered rows never push them onto the heap.
     gathered = gather_rows(plan)
+    step_scratch = [(f"{name}{l}", plan.batch, widths[l]) for l in range(L + 1) for name in ("AZD" if l else "A")]
+    step_scratch += [("T", plan.batch, widths[-1])]
+    gather_scratch = [("XG", gathered, widths[0]), ("YG", gathered, widths[-1])]
     scratch_bytes = 0
-    for group in ([(f"{name}{l}", plan.batch, widths[l]) for l in range(L + 1) for name in ("AZD" if l else "A")]
-                  + [("T", plan.batch, widths[-1])], [("XG", gathered, widths[0]), ("YG", gathered, widths[-1])]):
+    for group in (step_scratch, gather_scratch):
         group_bytes = sum(rows * cols for _, rows, cols in group) * 8
         on_stack = scratch_bytes + group_bytes <= MAX_BYTES
         scratch_bytes += group_bytes if on_stack else 0
