@@ -52,7 +52,7 @@ def act(v, code, alpha):
     if code == 0:
         return v
     if code == 1:
-        return v if v > 0 else v - v  # v - v: a zero of v's dtype (a literal 0 would promote float32)
+        return v if not v <= 0 else like(v, 0)  # as clip(v, min=0): NaN stays NaN, -inf gives 0
     if code == 2:
         return v if v > 0 else v * alpha
     if code == 3:
@@ -71,12 +71,12 @@ def act_grad(g, y, z, code, alpha):
     if code == 0:
         return g
     if code == 1:
-        return g if y > 0 else g - g
+        return g if y > 0 else like(g, 0)  # a constant, not g - g: one step less on the online chain
     if code == 2:
         return g if y > 0 else g * alpha
     one = like(y, 1)
     if code == 3:
-        return g * y * (one - y)
+        return g * (y * (one - y))  # y (1 - y) off the chain through g
     if code == 4:
         return g * (one - y * y)
     if code == 5:

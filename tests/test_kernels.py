@@ -8,6 +8,8 @@ import pytest
 
 import fastnn
 from fastnn import activations, losses, optimizers
+from fastnn.kernels import cpu
+from fastnn.kernels._config import ACT_CODES
 from fastnn.kernels.cpu_ops import NumbaOps
 from fastnn.ops import ArrayOps
 
@@ -42,6 +44,23 @@ def test_dense_kernels_match_pure_twin(dtype, shape, name, numpy_epilogues):
     for got, ref, label in zip(grads, refs, ("dx", "dW", "db")):
         scale = max(1.0, float(np.abs(ref).max()))
         np.testing.assert_allclose(got / scale, ref / scale, err_msg=label, **TOL[dtype])
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu"])
+def test_relu_kernels_treat_nan_and_inf_as_the_pure_twin(name):
+    """NaN stays NaN forward (the NaN guard must see it), -inf gives 0 (ReLU); the backward pass
+    passes dy where y > 0 and scales it elsewhere, NaN and inf included."""
+    act = activations.get(name)
+    kernels = cpu.dense_kernels(ACT_CODES[name])
+    alpha = getattr(act, "alpha", 0.0)
+    z = np.array([[np.nan, -np.inf, np.inf, -1.0, 0.0, 2.0]] * 33)  # a span of 32 rows and one more
+    y = z.copy()
+    kernels.bias_act_inplace(y, np.zeros(6), alpha)
+    np.testing.assert_array_equal(y, act.forward(z))
+    dy = np.array([[np.nan, np.inf, 1.0, np.inf, np.nan, 3.0]] * 33)
+    dz, db = np.empty_like(dy), np.empty(6)
+    kernels.act_grad_bias(dy, y, alpha, dz, db)
+    np.testing.assert_array_equal(dz, act.backward(dy, z, y))
 
 
 def test_softmax_layer_and_foreign_layouts_fall_back_to_pure():

@@ -126,6 +126,33 @@ def test_parameters_stay_in_the_arguments_for_wider_layers(monkeypatch, optimize
     assert "W0[...] = W0_arg" in source(tiny) and "_arg" not in source(wide)
 
 
+@pytest.mark.parametrize("layers", [
+    lambda: [Dense(1, "sigmoid")],  # one layer: its pending update meets the head's gradient
+    lambda: [Dense(2, "sigmoid"), Dense(1, "sigmoid")],
+    lambda: [Dense(12, "relu"), Dense(4, "tanh"), Dense(1, "sigmoid")],  # a first layer wider than 8
+], ids=["neuron", "gender", "wide-first"])
+@pytest.mark.parametrize("loss", ["mse", "binary_crossentropy"])
+def test_deferred_first_layer_update_equals_generic(monkeypatch, layers, loss):
+    """Online plain SGD applies layer 0's update one sample late, adding its effect to the next
+    output instead (see online._forward_deferred); weights, gradients, losses and the NaN guard
+    equal the generic path."""
+    calls = assert_same(monkeypatch, layers, loss, {"name": "sgd", "lr": 0.3}, RNG.integers(0, 2, 50), batch_size=1)
+    assert calls and all(c is not None for c in calls)
+    plan = lambda optimizer, batch: online.EpochPlan((3, 2, 1), (ACT_CODES["sigmoid"], online.LOGITS), BCE_LOGITS,  # noqa: E731
+                                                     online.BINARY_ACCURACY, optimizer, batch)
+    assert "XP" in online.epoch_source(plan("sgd", 1))
+    assert "XP" not in online.epoch_source(plan("momentum", 1)) + online.epoch_source(plan("sgd", 2))
+    monkeypatch.setattr(NumbaOps, "online_max_work_per_layer", 10**9)
+    model = fastnn.Sequential(layers(), seed=0, dtype="float64")
+    model.compile({"name": "sgd", "lr": 0.3}, loss)
+    model.build(3)
+    weights = model.get_weights()
+    weights[0][0, 0] = np.nan  # layer 0's weights reach the first sample's loss, update pending or not
+    model.set_weights(weights)
+    with pytest.warns(RuntimeWarning, match=r"NaN or Inf at epoch 1, batch 1 of 50"):
+        model.fit(X, RNG.integers(0, 2, 50), epochs=1, batch_size=1, verbose=0)
+
+
 @pytest.mark.parametrize("case", ["activation-layer", "mae-metric", "bce-on-probabilities", "batch-hook"])
 def test_unsupported_models_fall_back(monkeypatch, case):
     y = RNG.integers(0, 2, 50)
