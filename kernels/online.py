@@ -11,7 +11,9 @@ code; as with `dataclasses`, generating it is the price of having no per-layer d
 It covers Dense stacks with the kernels' activations, the fused sigmoid+BCE and softmax+CCE
 heads or MSE, and SGD (momentum, Nesterov) or Adam; `plan_for` returns None otherwise and the
 model falls back to its generic path. Same arithmetic as the generic path (each layer's input
-gradient from the weights before their update), in another summation order.
+gradient from the weights before their update), in another summation order; under plain SGD
+at batch 1, layer 0's update lands one sample late, its effect added to the next sample's layer-0
+output instead (algebraically the same; see `_forward_deferred`).
 """
 
 from __future__ import annotations

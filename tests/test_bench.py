@@ -18,6 +18,7 @@ def test_quick_run_writes_json_markdown_and_plot(tmp_path, capsys):
         assert {"gemm-bound", "fastnn-numpy-fused", "fastnn-numpy-pure", "numpy-tutorial"} <= set(case["ms"])
         assert all(t > 0 for t in case["ms"].values())
     assert results["online"]["tiny"]["fastnn-numpy"] > 0
+    assert 0.3 < results["machine"]["core_ghz"] < 10  # a clock, measured: 4 cycles a multiply-add
     table = (tmp_path / "bench.md").read_text()
     assert "| network | batch | gemm-bound |" in table and "fused / bound" in table
     assert (tmp_path / "bench.png").stat().st_size > 10_000

@@ -381,7 +381,30 @@ def machine_info() -> dict[str, Any]:
 
         info["gpu"] = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"].decode()
     info["sgemm_gflops"] = sgemm_gflops()
+    info["core_ghz"] = core_ghz()
     return info
+
+
+def core_ghz(steps: int = 20_000_000) -> float:
+    """The core's clock now, from a chain of dependent fused multiply-adds (4 cycles each on
+    Zen 3, Zen 4 and recent Intel cores): online SGD on tiny networks is one such chain, so it
+    follows the clock (2.0 and 2.9 GHz on the same Zen 3 host type in two sessions), not the
+    GEMM speed."""
+    from numba import njit
+
+    @njit(fastmath={"contract"})
+    def chain(n, s):
+        for _ in range(n):
+            s = s * 0.999999 + 1e-6
+        return s
+
+    chain(10, 1.0)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        chain(steps, 1.0)
+        best = min(best, time.perf_counter() - start)
+    return round(4 * steps / best / 1e9, 2)
 
 
 def sgemm_gflops(size: int = 2000) -> float:
@@ -468,7 +491,8 @@ def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [f"Machine: {m['processor']}, {m['cores']} cores{', ' + m['gpu'] if 'gpu' in m else ''}; "
              f"numpy {m.get('numpy')}, numba {m.get('numba')}, torch {m.get('torch', 'not installed')}; "
-             f"{m['date']}; float32 GEMM {m.get('sgemm_gflops', '?')} GFLOP/s at the start of the run; "
+             f"{m['date']}; float32 GEMM {m.get('sgemm_gflops', '?')} GFLOP/s and a core clock of "
+             f"{m.get('core_ghz', '?')} GHz at the start of the run; "
              f"median of {results['reps']} interleaved repetitions (PyTorch CPU in a child process), "
              "float32, one SGD step. fused / bound: median over repetitions of the two times "
              "measured back to back.", ""]
