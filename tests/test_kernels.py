@@ -178,11 +178,15 @@ def test_compiled_shuffle_is_a_reproducible_uniform_permutation():
     """fit's shuffle (a compiled Fisher-Yates): every row once, the same order from the same
     seed, and each row equally likely at each position (its twin, rng.permutation, draws
     differently, so the properties are compared, not the orders)."""
-    from fastnn.kernels.cpu import permutation
+    from fastnn.kernels.cpu import permutation, shuffle_buffers
 
     order = permutation(np.random.default_rng(3), 10_000)
     np.testing.assert_array_equal(np.sort(order), np.arange(10_000))
     np.testing.assert_array_equal(order, permutation(np.random.default_rng(3), 10_000))
+    fresh, reused = np.random.default_rng(6), np.random.default_rng(6)
+    buffers = shuffle_buffers(10_000)  # fit's epochs reuse one pair of arrays: the same orders
+    for _ in range(2):
+        np.testing.assert_array_equal(permutation(reused, 10_000, buffers), permutation(fresh, 10_000))
     assert not np.array_equal(order, permutation(np.random.default_rng(4), 10_000))
     rng, counts = np.random.default_rng(5), np.zeros((5, 5))
     for _ in range(20_000):

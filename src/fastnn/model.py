@@ -330,13 +330,16 @@ class Sequential:
         batch_hooks = [h for h in hooks if _overrides(h, "on_batch_end")]
         batches = math.ceil(n / batch_size)
         self.stop_training = False
-        from fastnn.kernels.cpu import permutation  # compiled on first use: numba loads lazily
+        from fastnn.kernels.cpu import permutation, shuffle_buffers  # compiled on first use: numba loads lazily
+
+        shuffled = shuffle and batch_size < n
+        buffers = shuffle_buffers(n) if shuffled else None  # one order array for every epoch
 
         bar = tqdm(range(epochs), disable=not verbose, unit="epoch", leave=True)
         for epoch in bar:
             for hook in hooks:
                 hook.on_epoch_begin(epoch)
-            order = permutation(self._shuffle_rng, n) if shuffle and batch_size < n else None
+            order = permutation(self._shuffle_rng, n, buffers) if shuffled else None
             inner = tqdm(total=batches, disable=not verbose or batches < 1000, unit="batch", leave=False)
 
             def on_batch(index, value, inner=inner):
