@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -34,10 +35,12 @@ def _cache_writable() -> bool:
 CACHE = _cache_writable()
 
 
-def _sources_digest() -> str:
+@functools.cache
+def sources_digest() -> str:
     """A digest of the kernel sources. numba's cache checks only the file that defines a kernel,
     not the helpers it inlines from scalar.py: the generated epochs (online.py) carry this in
-    their file names, so that a changed helper never runs as stale cached machine code."""
+    their file names, so that a changed helper never runs as stale cached machine code. Read on
+    the first compile, not at import."""
     folder = os.path.dirname(__file__)
     digest = hashlib.sha256()
     for name in sorted(os.listdir(folder)):
@@ -46,5 +49,3 @@ def _sources_digest() -> str:
                 digest.update(f.read())
     return digest.hexdigest()
 
-
-SOURCES_DIGEST = _sources_digest()

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from fastnn.kernels._config import ACT_CODES, BCE_LOGITS, CACHE, CACHE_DIR, CCE_LOGITS, LOSS_HEADS, SOURCES_DIGEST
+from fastnn.kernels._config import ACT_CODES, BCE_LOGITS, CACHE, CACHE_DIR, CCE_LOGITS, LOSS_HEADS, sources_digest
 from fastnn.kernels.stack import MAX_BYTES
 
 NO_METRIC, BINARY_ACCURACY, CATEGORICAL_ACCURACY = 0, 1, 2
@@ -374,7 +374,7 @@ def epoch_function(plan: EpochPlan):
     file in the cache dir and imported from there, so the machine code is reused across runs."""
     source = _HEADER + epoch_source(plan)
     if CACHE:
-        digest = hashlib.sha256((SOURCES_DIGEST + source).encode()).hexdigest()[:20]
+        digest = hashlib.sha256((sources_digest() + source).encode()).hexdigest()[:20]
         path = os.path.join(CACHE_DIR, f"fastnn_online_{digest}.py")
         if not os.path.exists(path):
             tmp = f"{path}.{os.getpid()}.tmp"
