@@ -41,12 +41,10 @@ def warmup(backend: str = "numpy", dtypes: tuple[str, ...] = ("float32", "float6
         ops = be.ops
         x = be.asarray(np.ones((4, 4)))
         W, b = be.asarray(np.ones((4, 4)) * 0.1), be.asarray(np.zeros(4))
-        tables = [ops, type(ops)(be, numpy_epilogues=False)] if hasattr(ops, "epilogues") else [ops]
         for name in activations.ACTIVATIONS:
             act = activations.get(name)
-            for table in tables:  # the NumPy-epilogue and the all-Numba variants
-                y, z = table.dense_forward(x, W, b, act)
-                table.dense_backward(y, x, W, y, z, act, True)
+            y, z = ops.dense_forward(x, W, b, act)
+            ops.dense_backward(y, x, W, y, z, act, True)
         for name, from_logits in (("mse", False), ("binary_crossentropy", True), ("categorical_crossentropy", True)):
             ops.loss(losses.get({"name": name, "from_logits": from_logits}), x, x)
         for opt in (optimizers.SGD(0.1), optimizers.SGD(0.1, momentum=0.9), optimizers.Adam()):

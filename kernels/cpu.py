@@ -22,7 +22,7 @@ from numba import njit
 from fastnn.kernels._config import CACHE
 from fastnn.kernels.scalar import act, act_grad, adam_step, like, loss_element, sgd_step, softmax_cce_row
 
-jit = njit(cache=CACHE, nogil=True)
+jit = njit(cache=CACHE, nogil=True, error_model="numpy", fastmath={"contract"})  # x / 0 gives inf, as in NumPy; no check to branch on
 
 
 class DenseKernels(NamedTuple):

@@ -13,24 +13,6 @@ from fastnn.kernels._config import ACT_CODES, BCE_LOGITS, CCE_LOGITS, LOSS_HEADS
 from fastnn.ops import ArrayOps
 
 
-def _sigmoid_inplace(z: np.ndarray, y: np.ndarray) -> None:
-    """sigmoid(z) = 0.5 * tanh(z / 2) + 0.5: NumPy's SIMD tanh, no overflow, no temporaries."""
-    np.multiply(z, 0.5, out=y)
-    np.tanh(y, out=y)
-    y *= 0.5
-    y += 0.5
-
-
-# Forward epilogues where NumPy's SIMD ufuncs beat numba's scalar exp/tanh (numba ships no SVML
-# here). Measured on 1M x 25 float32: bias + sigmoid 87 ms this way vs 208 ms in numba; numba's
-# tanh took 522 ms on 1M x 50. The numba versions stay tested (NumbaOps(numpy_epilogues=False)).
-NUMPY_EPILOGUES = {
-    "sigmoid": _sigmoid_inplace,
-    "tanh": lambda z, y: np.tanh(z, out=y),
-}
-
-
-
 def _native(*arrays: Any) -> bool:
     """True when every array is a C-contiguous float32/float64 NumPy array of one dtype."""
     first = arrays[0]
@@ -70,10 +52,6 @@ class NumbaOps(ArrayOps):
     # 32-256-256-10 (76 810, 3 layers) 32.5k vs 14.3k at batch 4, 34.8k vs 41.8k at 16.
     online_max_work_per_layer = 80_000
 
-    def __init__(self, backend: Any, numpy_epilogues: bool = True) -> None:
-        super().__init__(backend)
-        self.epilogues = NUMPY_EPILOGUES if numpy_epilogues else {}
-
     def dense_forward(self, x, W, b, act, buffers=None):
         code = ACT_CODES.get(act.name)
         if code is None or not _native(x, W, b):
@@ -82,11 +60,7 @@ class NumbaOps(ArrayOps):
         z = np.matmul(x, W, out=_buffer(buffers, "z", shape, W.dtype))
         y = _buffer(buffers, "y", shape, W.dtype) if act.needs_z else z
         alpha = W.dtype.type(getattr(act, "alpha", 0))
-        epilogue = self.epilogues.get(act.name)
-        if epilogue is not None:
-            np.add(z, b, out=z)
-            epilogue(z, y)
-        elif act.needs_z:
+        if act.needs_z:
             cpu.dense_kernels(code).bias_act_keep(z, b, y, alpha)
         else:
             cpu.dense_kernels(code).bias_act_inplace(z, b, alpha)

