@@ -191,3 +191,31 @@ def test_compiled_shuffle_is_a_reproducible_uniform_permutation():
     for _ in range(20_000):
         counts[np.arange(5), permutation(rng, 5)] += 1
     np.testing.assert_allclose(counts / 20_000, 0.2, atol=0.015)  # ~5 standard deviations
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tanh_and_sigmoid_scalars_are_accurate(dtype):
+    """The float32 rational tanh (and the sigmoid built on it) stay within 4e-7 of float64 math,
+    saturate to exactly +-1 (0 and 1), and keep NaN; float64 uses the library functions."""
+    from numba import njit
+
+    from fastnn.kernels import scalar
+
+    @njit
+    def apply(z, tanh_out, sigmoid_out):
+        for i in range(z.shape[0]):
+            tanh_out[i] = scalar.tanh(z[i])
+            sigmoid_out[i] = scalar.sigmoid(z[i])
+
+    z = np.concatenate([np.linspace(-40, 40, 400_001), np.geomspace(1e-30, 1, 1000), [np.inf, -np.inf, np.nan]])
+    z = z.astype(dtype)
+    t, s = np.empty_like(z), np.empty_like(z)
+    apply(z, t, s)
+    exact = z[:-3].astype(np.float64)
+    tol = 4e-7 if dtype == "float32" else 1e-15
+    np.testing.assert_allclose(t[:-3], np.tanh(exact), rtol=0, atol=tol)
+    np.testing.assert_allclose(s[:-3], 0.5 * np.tanh(exact / 2) + 0.5, rtol=0, atol=tol)
+    np.testing.assert_array_equal(t[-3:-1], [1, -1])
+    np.testing.assert_array_equal(s[-3:-1], [1, 0])
+    assert np.isnan(t[-1]) and np.isnan(s[-1])
+    assert np.all(np.abs(t[:-1]) <= 1) and np.all((s[:-1] >= 0) & (s[:-1] <= 1))
