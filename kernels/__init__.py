@@ -1,33 +1,54 @@
 """Compiled kernels for fastnn's hot path, installed as `fastnn.kernels`.
 
-One registry maps a backend to its kernel ops table (NumPy -> Numba CPU kernels, CuPy ->
-CUDA kernels); the pure Array-API table in `fastnn.ops` is the fallback and the test oracle.
-Kernels compile lazily on first use; `warmup()` compiles them ahead of time.
+Importing it registers, per backend, the kernel ops tables (NumPy -> Numba CPU kernels, CuPy ->
+CUDA kernels), the compiled-epoch engine and the compiled shuffle; `fastnn.extensions` imports
+it when numba is there. Kernels compile lazily on first use; `warmup()` compiles them ahead.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numba  # noqa: F401  (fail here, at registration, when numba is missing or broken)
 
-def ops_for(backend: Any) -> Any:
-    """The kernel ops table for `backend`, or None where no kernels exist for it."""
-    if backend.name == "numpy":
-        from fastnn.kernels.cpu_ops import NumbaOps
+from fastnn import engines, ops, training
 
-        return NumbaOps(backend)
-    if backend.name == "cupy":
-        from fastnn.kernels.cuda_ops import CudaOps
 
-        return CudaOps(backend)
-    return None
+def _numba_ops(backend: Any) -> Any:
+    from fastnn.kernels.cpu_ops import NumbaOps
+
+    return NumbaOps(backend)
+
+
+def _cuda_ops(backend: Any) -> Any:
+    from fastnn.kernels.cuda_ops import CudaOps
+
+    return CudaOps(backend)
+
+
+def _compiled_epochs(backend: Any) -> Any:
+    from fastnn.kernels.epoch_engine import CompiledEpochEngine
+
+    return CompiledEpochEngine(backend)
+
+
+def _permutation(rng: Any, n: int, buffers: Any) -> Any:
+    from fastnn.kernels.cpu import permutation
+
+    return permutation(rng, n, buffers)
+
+
+ops.register("numpy", _numba_ops)
+ops.register("cupy", _cuda_ops)
+engines.register("numpy", _compiled_epochs)
+training.register_permutation(_permutation)
 
 
 def warmup(backend: str = "numpy", dtypes: tuple[str, ...] = ("float32", "float64")) -> float:
     """Compile every kernel of `backend` for `dtypes` now, instead of on first use; returns
     the seconds it took (the compiled code is cached on disk where that is writable). The
-    small-batch training code (online.py) is generated per network, so it compiles on a
-    model's first small-batch fit instead, and is cached on disk too."""
+    compiled epochs are generated per network, so they compile on a model's first small-batch
+    fit instead, and are cached on disk too."""
     import time
 
     import numpy as np
@@ -38,17 +59,17 @@ def warmup(backend: str = "numpy", dtypes: tuple[str, ...] = ("float32", "float6
     start = time.perf_counter()
     for dtype in dtypes:
         be = resolve(backend, dtype, kernels=True)
-        ops = be.ops
+        table = be.ops
         x = be.asarray(np.ones((4, 4)))
         W, b = be.asarray(np.ones((4, 4)) * 0.1), be.asarray(np.zeros(4))
         for name in activations.ACTIVATIONS:
             act = activations.get(name)
-            y, z = ops.dense_forward(x, W, b, act)
-            ops.dense_backward(y, x, W, y, z, act, True)
+            y, z = table.dense_forward(x, W, b, act)
+            table.dense_backward(y, x, W, y, z, act, True)
         for name, from_logits in (("mse", False), ("binary_crossentropy", True), ("categorical_crossentropy", True)):
-            ops.loss(losses.get({"name": name, "from_logits": from_logits}), x, x)
+            table.loss(losses.get({"name": name, "from_logits": from_logits}), x, x)
         for opt in (optimizers.SGD(0.1), optimizers.SGD(0.1, momentum=0.9), optimizers.Adam()):
             params = [be.asarray(np.ones(3))]
             opt.build(params)
-            opt.apply(params, [be.asarray(np.ones(3))], ops)
+            opt.apply(params, [be.asarray(np.ones(3))], table)
     return time.perf_counter() - start

@@ -2,13 +2,9 @@
 (backward), fused loss heads and in-place optimizer updates. Every kernel has a pure Array-API
 twin in fastnn (activations, losses, optimizers): the tests compare them.
 
-Measured on 2 cores: kernels specialised per activation (the code a compile-time constant)
-were 4-7x faster than one kernel branching on the code at run time; the forward pass writes z
-in place (a second output array that might alias z cost 1.6-3x), while the backward pass
-writes dz to its own array (overwriting the upstream gradient instead: 78-103 vs 26-29 ms for
-ReLU over 1M x 50 in 16 384-row blocks); prange (workqueue layer) was 5-9x slower on 16 384-row
-blocks and gained nothing on whole arrays, so all kernels are serial (and numba's threading
-layer never starts).
+Kernels are specialised per activation, write the forward pass in place and the backward
+pass to its own array, and run serially, so numba's threading layer never starts
+(docs/kernels.md#per-activation, #in-place, #serial).
 """
 
 from __future__ import annotations
@@ -19,8 +15,9 @@ from typing import Callable, NamedTuple
 import numpy as np
 from numba import njit
 
-from fastnn.kernels._config import CACHE
-from fastnn.kernels.scalar import act, act_grad, adam_step, like, loss_element, sgd_step, softmax_cce_row
+from fastnn.kernels.cache import CACHE
+from fastnn.kernels.scalar import (act, act_grad, adam_step, bce_from_exp, descend, like, loss_element, sgd_step,
+                                   softmax_cce_row)
 
 jit = njit(cache=CACHE, nogil=True, error_model="numpy", fastmath={"contract"})  # x / 0 gives inf, as in NumPy; no check to branch on
 
@@ -32,11 +29,8 @@ class DenseKernels(NamedTuple):
 
 
 # The dense kernels walk a C-contiguous (rows, width) array as flat spans of GROUP_ROWS rows,
-# against the bias repeated GROUP_ROWS times. A span's length is a multiple of 32, so LLVM's
-# vector loop (8 lanes x 4) covers all of it; looping row by row left the last width % 32
-# elements of every row scalar, which was all of a width-25 row. Measured, 16 384 rows float32,
-# ReLU, three runs: forward 0.69 -> 0.17-0.25 ns an element at width 25, 0.37 -> 0.17-0.23 at
-# 50; backward 0.81 -> 0.34-0.43 and 0.54 -> 0.35-0.37.
+# against the bias repeated GROUP_ROWS times: a span's length is a multiple of 32, so LLVM's
+# vector loop covers all of it (docs/kernels.md#flat-spans).
 GROUP_ROWS = 32
 
 
@@ -62,12 +56,13 @@ def fold_rows(acc, m, db):
 
 @functools.cache
 def dense_kernels(code: int) -> DenseKernels:
-    """The dense kernels compiled for one activation code (see _config.ACT_CODES). `saved` is
-    y for activations whose derivative needs y, z for those that need z (swish, gelu). Each
-    loops over whole spans, then over the last rows % GROUP_ROWS rows: one loop with a
-    min(span, rest) bound, or a group count taken from the flat size, did not vectorise
-    (1.9 ns an element)."""
+    """The dense kernels compiled for one activation code (fastnn.spec.Act; a compile-time
+    constant of each). Each loops over whole spans, then over the last rows % GROUP_ROWS rows
+    (one loop for both did not vectorise; docs/kernels.md#flat-spans)."""
+    return DenseKernels(_bias_act_inplace(code), _bias_act_keep(code), _act_grad_bias(code))
 
+
+def _bias_act_inplace(code: int) -> Callable:
     @jit
     def bias_act_inplace(z, b, alpha):
         bias, zf = tile_rows(b, GROUP_ROWS), z.reshape(-1)
@@ -80,6 +75,10 @@ def dense_kernels(code: int) -> DenseKernels:
         for e in range(zf.shape[0] - done):
             zf[done + e] = act(zf[done + e] + bias[e], code, alpha)
 
+    return bias_act_inplace
+
+
+def _bias_act_keep(code: int) -> Callable:
     @jit
     def bias_act_keep(z, b, y, alpha):
         bias, zf, yf = tile_rows(b, GROUP_ROWS), z.reshape(-1), y.reshape(-1)
@@ -95,6 +94,12 @@ def dense_kernels(code: int) -> DenseKernels:
             v = zf[done + e] + bias[e]
             zf[done + e] = v
             yf[done + e] = act(v, code, alpha)
+
+    return bias_act_keep
+
+
+def _act_grad_bias(code: int) -> Callable:
+    """`saved` is y for activations whose derivative needs y, z for those that need z."""
 
     @jit
     def act_grad_bias(g, saved, alpha, dz, db):
@@ -114,7 +119,7 @@ def dense_kernels(code: int) -> DenseKernels:
             acc[e] += v
         fold_rows(acc, g.shape[1], db)
 
-    return DenseKernels(bias_act_inplace, bias_act_keep, act_grad_bias)
+    return act_grad_bias
 
 
 @jit
@@ -137,16 +142,17 @@ def bce_logits_from_exp(z, t, e, log_u, grad):
     """Mean binary cross-entropy on logits z and its gradient (sigmoid(z) - t) / size, given
     e = exp(-|z|) and log_u = log(1 + e) from NumPy's SIMD ufuncs (numba has no SVML; NumPy's
     log1p is scalar). log1p(e) = log(u) * e / (u - 1) with u = 1 + e is accurate to a few ulps
-    (Goldberg 1991). All arrays flat and no call in the loop, so it vectorises: 16 384 logits
-    in ~45 µs here plus ~70 µs for NumPy's exp and log, vs ~400 µs for exp and log1p in numba."""
+    (Goldberg 1991). All arrays flat and no call in the loop, so it vectorises
+    (docs/kernels.md#bce-head)."""
     scale, one = like(z[0], 1 / z.size), like(z[0], 1)
     total = 0.0
     for i in range(z.size):
         v, ev = z[i], e[i]
         u = one + ev
         log1p_e = ev if u == one else log_u[i] * (ev / (u - one))
-        total += (v if v > 0 else v - v) - v * t[i] + log1p_e
-        grad[i] = ((one if v >= 0 else ev) / u - t[i]) * scale  # sigmoid(v) - t; one division
+        loss, g = bce_from_exp(v, t[i], ev, log1p_e)
+        total += loss
+        grad[i] = g * scale
     return total / z.size
 
 
@@ -162,8 +168,8 @@ def softmax_cce_logits(z, t, grad):
 
 @jit
 def outer_product(g, w, out):
-    """out = outer(g, w): the input gradient of a one-unit layer. BLAS is slow at k = 1 and
-    NumPy's broadcast multiply at rows of 25: 95 vs 407 µs for 16 384 x 25 here."""
+    """out = outer(g, w): a one-row weight gradient or a one-unit layer's input gradient, where
+    BLAS is slow at k = 1 (docs/kernels.md#outer-products)."""
     for i in range(g.shape[0]):
         gi = g[i]
         for j in range(w.shape[0]):
@@ -173,11 +179,11 @@ def outer_product(g, w, out):
 @jit
 def sgd_update(p, g, buf, lr, momentum, nesterov):
     """torch.optim.SGD (dampening 0) on flat arrays, in place; buf unused when momentum == 0
-    (then it may be g itself: its own loop never writes it, and vectorises: 62 vs 371 µs for
-    784x512 when one loop wrote buf back every element)."""
+    (then it may be g itself: its own loop never writes it, and vectorises;
+    docs/kernels.md#sgd-update)."""
     if momentum == 0:
         for i in range(p.size):
-            p[i] -= lr * g[i]
+            p[i] = descend(p[i], g[i], lr)
         return
     for i in range(p.size):
         p[i], buf[i] = sgd_step(p[i], g[i], buf[i], lr, momentum, nesterov)
@@ -211,10 +217,8 @@ def shuffle_buffers(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def permutation(rng: np.random.Generator, n: int, buffers: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """A random order of range(n) from `rng`: 4.6-5.3 ns a row here against 10.7-10.9 for
-    rng.permutation (200k-1M rows), which at online SGD's 50 ns a sample was a fifth of the
-    epoch. Into `buffers` (from shuffle_buffers) when given: fresh arrays each epoch paid their
-    page faults again (Fisher-Yates over 200k rows: 5.7 vs 2.9 ns a row with malloc kept off mmap)."""
+    """A random order of range(n) from `rng`, about twice as fast as rng.permutation, into
+    `buffers` (from shuffle_buffers) when given (docs/kernels.md#shuffling)."""
     draws, order = buffers if buffers is not None else shuffle_buffers(n)
     rng.random(out=draws)
     return fisher_yates(draws, order)

@@ -9,7 +9,7 @@ from typing import Any
 from numba import cuda as numba_cuda
 
 from fastnn.kernels import cuda
-from fastnn.kernels._config import ACT_CODES
+from fastnn.kernels.scalar import adam_step_sizes
 from fastnn.ops import ArrayOps
 
 LOSS_KERNELS = {
@@ -42,22 +42,22 @@ class CudaOps(ArrayOps):
         )
 
     def dense_forward(self, x, W, b, act, buffers=None):
-        code = ACT_CODES.get(act.name)
+        code = act.code
         if code is None or not self._supported(x, W, b):
             return super().dense_forward(x, W, b, act, buffers)
         z = x @ W
         y = self.xp.empty_like(z) if act.needs_z else z
-        alpha = W.dtype.type(getattr(act, "alpha", 0))
+        alpha = W.dtype.type(act.alpha)
         self._launch(cuda.bias_act, *cuda.flat_grid(z.size), z, b, y, code, alpha)
         return y, (z if act.needs_z else None)
 
     def dense_backward(self, dy, x, W, y, z, act, need_dx, buffers=None):
-        code = ACT_CODES.get(act.name)
+        code = act.code
         if code is None or not self._supported(dy, x, W, y):
             return super().dense_backward(dy, x, W, y, z, act, need_dx, buffers)
         dz = self.xp.empty_like(dy)
         db = self.xp.zeros((W.shape[1],), dtype=W.dtype, device=self.backend.device)
-        alpha = W.dtype.type(getattr(act, "alpha", 0))
+        alpha = W.dtype.type(act.alpha)
         grid, block = cuda.column_grid(*dy.shape)
         self._launch(cuda.act_grad_bias, grid, block, dy, y, y if z is None else z, code, alpha, dz, db)
         dx = dz @ self.xp.matrix_transpose(W) if need_dx else None
@@ -87,7 +87,7 @@ class CudaOps(ArrayOps):
         if not self._supported(p, g):
             return False
         t = p.dtype.type
-        step, root_bc2 = opt.step_sizes()
+        step, root_bc2 = adam_step_sizes(opt.lr, opt.beta_1, opt.beta_2, opt.iterations)
         flat = [self.xp.reshape(a, (-1,)) for a in (p, g, state["m"], state["v"])]
         self._launch(cuda.adam_update, *cuda.flat_grid(p.size), *flat,
                      t(opt.beta_1), t(opt.beta_2), t(step), t(root_bc2), t(opt.epsilon))

@@ -1,7 +1,7 @@
-"""Scalar activation math shared by the CPU (numba.njit) and GPU (numba.cuda) kernels.
-
-`register_jitable` compiles these for whichever target calls them, so the formulas exist once.
-They mirror `fastnn.activations`, which is their test oracle.
+"""The scalar math of every kernel, written once: activations and their derivatives, the loss
+heads, the optimizer updates. `register_jitable` compiles them for whichever target calls
+them — the CPU kernels, the generated epochs and the CUDA kernels. Their pure Array-API twins
+(fastnn.activations, losses, optimizers) are the test oracle.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ import numpy as np
 from numba import types
 from numba.extending import overload, register_jitable
 
+from fastnn.spec import Act, LossCode
+
 GELU_C = math.sqrt(2 / math.pi)
 
 
 def like(v, c):
     """The constant c in v's float type. Numba types `1 + v` as float64 for a float32 v (NumPy
     would keep float32), so float32 math written with literals ran in float64, with a convert
-    at each end: 4 ns of the 48 ns an online SGD step of the 2-3-1 network took."""
+    at each end (docs/kernels.md#like)."""
     return type(v)(c)
 
 
@@ -53,9 +55,8 @@ def _is_float32(v):
 
 # tanh(x) = x P(x^2) / Q(x^2) on [-TANH_CLAMP, TANH_CLAMP], Eigen's float32 approximation (and
 # XLA's): multiply-adds and one division, which LLVM vectorises, where numba's tanh and exp are
-# scalar library calls (no SVML). Measured on a Zen 3: bias + sigmoid 0.9-1.2 ns an element
-# against 3.4-5.1 through NumPy's float32 tanh; at most 3.3e-7 (5.5 ulp) from tanh in float64
-# (NumPy's: 1.4 ulp).
+# scalar library calls (no SVML). At most 3.3e-7 (5.5 ulp) from tanh in float64, as the tests
+# check (docs/kernels.md#float32-tanh).
 TANH_P = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
           1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)
 TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
@@ -100,59 +101,66 @@ def sigmoid(v):
 
 @register_jitable
 def act(v, code, alpha):
-    """activation(v) for an activation code (see _config.ACT_CODES)."""
-    if code == 0:
+    """activation(v) for an activation code (fastnn.spec.Act)."""
+    if code == Act.LINEAR:
         return v
-    if code == 1:
+    if code == Act.RELU:
         return v if not v <= 0 else like(v, 0)  # as clip(v, min=0): NaN stays NaN, -inf gives 0
-    if code == 2:
+    if code == Act.LEAKY_RELU:
         return v if v > 0 else v * alpha
-    if code == 3:
+    if code == Act.SIGMOID:
         return sigmoid(v)
-    if code == 4:
+    if code == Act.TANH:
         return tanh(v)
-    if code == 5:
+    if code == Act.SWISH:
         return v * sigmoid(v)
-    c = clip10(v)
+    c = clip10(v)  # Act.GELU
     return 0.5 * v * (1 + tanh(GELU_C * (c + 0.044715 * c * c * c)))
 
 
 @register_jitable
 def act_grad(g, y, z, code, alpha):
     """d loss / d z from g = d loss / d y, where y = activation(z)."""
-    if code == 0:
+    if code == Act.LINEAR:
         return g
-    if code == 1:
+    if code == Act.RELU:
         return g if y > 0 else like(g, 0)  # a constant, not g - g: one step less on the online chain
-    if code == 2:
+    if code == Act.LEAKY_RELU:
         return g if y > 0 else g * alpha
     one = like(y, 1)
-    if code == 3:
+    if code == Act.SIGMOID:
         return g * (y * (one - y))  # y (1 - y) off the chain through g
-    if code == 4:
+    if code == Act.TANH:
         return g * (one - y * y)
-    if code == 5:
+    if code == Act.SWISH:
         s = sigmoid(z)
         return g * s * (one + z * (one - s))
-    c = clip10(z)
+    c = clip10(z)  # Act.GELU
     t = tanh(GELU_C * (c + 0.044715 * c * c * c))
     return g * (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * GELU_C * (1 + 3 * 0.044715 * c * c))
 
 
 @register_jitable
-def bce_logits(v, target):
-    """(loss, d loss / d v) of binary cross-entropy on one logit: exact and overflow-free."""
-    e = math.exp(-abs(v))
+def bce_from_exp(v, target, e, log1p_e):
+    """(loss, d loss / d v) of binary cross-entropy on one logit v, given e = exp(-|v|) and
+    log1p(e): max(v, 0) - v t + log(1 + exp(-|v|)) and sigmoid(v) - t, exact and overflow-free."""
     one = like(v, 1)
-    s = (one if v >= 0 else e) / (one + e)
-    return (v if v > 0 else v - v) - v * target + math.log1p(e), s - target
+    s = (one if v >= 0 else e) / (one + e)  # one division, not one per branch: vectorises
+    return (v if v > 0 else v - v) - v * target + log1p_e, s - target
+
+
+@register_jitable
+def bce_logits(v, target):
+    """(loss, d loss / d v) of binary cross-entropy on one logit."""
+    e = math.exp(-abs(v))
+    return bce_from_exp(v, target, e, math.log1p(e))
 
 
 @register_jitable
 def loss_element(v, target, code):
-    """(loss, d loss / d v) for one element: squared error on a prediction v (code 0, MSE) or
-    binary cross-entropy on a logit v (code 1, BCE_LOGITS in _config)."""
-    if code == 1:
+    """(loss, d loss / d v) for one element: squared error on a prediction v (LossCode.MSE) or
+    binary cross-entropy on a logit v (LossCode.BCE_LOGITS)."""
+    if code == LossCode.BCE_LOGITS:
         return bce_logits(v, target)
     diff = v - target
     return diff * diff, diff + diff
@@ -181,13 +189,25 @@ def softmax_cce_row(z, t, grad, i, scale):
 
 
 @register_jitable
+def descend(p, g, lr):
+    """Plain SGD on one element."""
+    return p - lr * g
+
+
+@register_jitable
 def sgd_step(p, g, b, lr, momentum, nesterov):
     """(new parameter, new momentum buffer) for one element: torch.optim.SGD with dampening 0.
-    Scalars in and out, so it inlines (a version taking whole arrays cost 14 ns an element)."""
+    Scalars in and out, so that it inlines into every loop that calls it."""
     if momentum == 0:
-        return p - lr * g, b
+        return descend(p, g, lr), b
     b = momentum * b + g
     return p - lr * (g + momentum * b if nesterov else b), b
+
+
+@register_jitable
+def adam_step_sizes(lr, beta_1, beta_2, t):
+    """(lr / bias_correction1, sqrt(bias_correction2)) after t steps, for adam_step."""
+    return lr / (1 - beta_1**t), math.sqrt(1 - beta_2**t)
 
 
 @register_jitable

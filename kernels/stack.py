@@ -3,8 +3,7 @@
 An array from `np.empty` lives on the heap, and the compiler must assume it may overlap any
 other array, so every value written to it is stored and loaded back. On the stack, it provably
 overlaps nothing: values stay in registers and loops over it vectorise without overlap checks
-(one online SGD step of the 2-3-1 network: 57 -> 49 ns). Only for a few kilobytes: the stack
-is small.
+(docs/kernels.md#stack). Only for a few kilobytes: the stack is small.
 """
 
 from __future__ import annotations

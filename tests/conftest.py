@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn.backend import BackendUnavailableError, _import_namespace
+from fastnn.backend import BackendUnavailableError, import_namespace
 
 ALL_BACKENDS = ("numpy", "array_api_strict", "cupy")
 
@@ -16,7 +16,7 @@ def backend_params(names=ALL_BACKENDS):
     for name in names:
         marks = ()
         try:
-            _import_namespace(name)
+            import_namespace(name)
         except BackendUnavailableError as err:
             marks = pytest.mark.skip(reason=str(err))
         yield pytest.param(name, id=name, marks=marks)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn.backend import _cupy_problem
+from fastnn.backend import cupy_problem
 
 
 def test_default_is_numpy_float32():
@@ -54,7 +54,7 @@ def test_env_var_sets_default():
 def test_available_backends_lists_usable_ones():
     names = fastnn.available_backends()
     assert "numpy" in names and "array_api_strict" in names
-    assert ("cupy" in names) == (_cupy_problem() is None)
+    assert ("cupy" in names) == (cupy_problem() is None)
 
 
 def test_auto_picks_cupy_only_when_usable():
@@ -81,11 +81,11 @@ def test_cupy_error_says_why_and_how_to_fix(monkeypatch):
 
 def test_cupy_missing_package_message(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` raise ImportError
-    _cupy_problem.cache_clear()
+    cupy_problem.cache_clear()
     try:
-        problem = _cupy_problem()
+        problem = cupy_problem()
     finally:
-        _cupy_problem.cache_clear()
+        cupy_problem.cache_clear()
     assert "not installed" in problem and 'pip install "fastnn[cuda12]"' in problem
 
 

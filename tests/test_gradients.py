@@ -8,6 +8,7 @@ import pytest
 
 import fastnn
 from fastnn import activations, losses
+from fastnn.engines import LayerEngine
 from fastnn.layers import Dense
 
 from conftest import backend_params, to_np
@@ -124,20 +125,15 @@ def test_network_gradients_match_numeric(be64, net, rng, kernels):
     model.compile("sgd", loss_name, metrics=[])
     x = rng.standard_normal((8, 4))
     y = np.eye(out)[rng.integers(0, out, 8)] if out > 1 else rng.integers(0, 2, (8, 1)).astype(float)
-    xb, yb = model._prepare(x, y)
+    xb, yb = model.prepare(x, y)
     weights = model.get_weights()
+    engine, spec = LayerEngine(model.backend), model.spec
 
     def loss_at(i, w):
         model.set_weights([w if j == i else weights[j] for j in range(len(weights))])
-        loss, fused = model._head
-        out_, _ = model._forward(xb, logits=fused)
-        return float(model.backend.ops.loss(loss, out_, yb)[0])
+        return float(engine.loss_and_metrics(spec, model.train_state(), xb, yb, train=False)[0])
 
-    loss, fused = model._head
-    out_, backprops = model._forward(xb, logits=fused)
-    grad = model.backend.ops.loss(loss, out_, yb)[1]
-    for backprop in reversed(backprops):
-        grad = backprop(grad)
+    engine.loss_and_metrics(spec, model.train_state(), xb, yb, train=True)  # gradients into the layers
     analytic = [to_np(g) for g in model.grads]
     for i, w in enumerate(weights):
         numeric = numeric_grad(lambda v: loss_at(i, v), w.astype(np.float64).copy())

@@ -9,7 +9,7 @@ import pytest
 import fastnn
 from fastnn import activations, losses, optimizers
 from fastnn.kernels import cpu
-from fastnn.kernels._config import ACT_CODES
+from fastnn import activations as _acts
 from fastnn.kernels.cpu_ops import NumbaOps
 from fastnn.ops import ArrayOps
 
@@ -50,7 +50,7 @@ def test_relu_kernels_treat_nan_and_inf_as_the_pure_twin(name):
     """NaN stays NaN forward (the NaN guard must see it), -inf gives 0 (ReLU); the backward pass
     passes dy where y > 0 and scales it elsewhere, NaN and inf included."""
     act = activations.get(name)
-    kernels = cpu.dense_kernels(ACT_CODES[name])
+    kernels = cpu.dense_kernels(_acts.get(name).code)
     alpha = getattr(act, "alpha", 0.0)
     z = np.array([[np.nan, -np.inf, np.inf, -1.0, 0.0, 2.0]] * 33)  # a span of 32 rows and one more
     y = z.copy()
@@ -164,10 +164,10 @@ def test_unwritable_cache_dir_disables_caching_instead_of_failing():
     import subprocess
     import sys
 
-    code = ("import numpy as np, fastnn; from fastnn.kernels import _config; "
+    code = ("import numpy as np, fastnn; from fastnn.kernels import cache; "
             "m = fastnn.Sequential([fastnn.layers.Dense(2, 'relu', input_dim=2)], seed=0); "
             "m.compile('sgd', 'mse'); m.fit(np.ones((4, 2)), np.ones((4, 2)), verbose=0); "
-            "print(_config.CACHE, type(m.backend.ops).__name__)")
+            "print(cache.CACHE, type(m.backend.ops).__name__)")
     env = {**os.environ, "NUMBA_CACHE_DIR": "/proc/fastnn-numba-cache"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "NumbaOps"]

@@ -8,7 +8,7 @@
     model.fit(x, y, epochs=100)
 """
 
-from fastnn import activations, callbacks, datasets, initializers, layers, losses, metrics, optimizers
+from fastnn import activations, callbacks, datasets, engines, initializers, layers, losses, metrics, optimizers, spec
 from fastnn.backend import (
     Backend,
     BackendMismatchError,
@@ -19,7 +19,7 @@ from fastnn.backend import (
     to_numpy,
     use,
 )
-from fastnn.callbacks import Callback, EarlyStopping, History, LambdaCallback, ModelCheckpoint
+from fastnn.callbacks import Callback, EarlyStopping, History, LambdaCallback, ModelCheckpoint, ProgressBar
 from fastnn.model import Sequential
 from fastnn.saving import load
 
@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backend", "BackendMismatchError", "BackendUnavailableError", "Callback", "EarlyStopping", "History",
-    "LambdaCallback", "ModelCheckpoint", "Sequential",
-    "activations", "asarray", "available_backends", "backend", "callbacks", "datasets", "initializers",
-    "layers", "load", "losses", "metrics", "optimizers", "to_numpy", "use",
+    "LambdaCallback", "ModelCheckpoint", "ProgressBar", "Sequential",
+    "activations", "asarray", "available_backends", "backend", "callbacks", "datasets", "engines", "initializers",
+    "layers", "load", "losses", "metrics", "optimizers", "spec", "to_numpy", "use",
 ]

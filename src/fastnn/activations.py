@@ -14,13 +14,16 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from fastnn._registry import lookup
+from fastnn.spec import Act
 
 
 class Activation:
     """Base class. `needs_z` says whether `backward` needs the pre-activation (else `y` suffices)."""
 
     name = "activation"
+    code: Act | None = None  # what compiled code calls it (None: only the pure path computes it)
     needs_z = False
+    alpha = 0.0  # the slope below zero; LeakyReLU's own
 
     def forward(self, z: Any) -> Any:
         raise NotImplementedError
@@ -40,6 +43,7 @@ class Activation:
 
 class Linear(Activation):
     name = "linear"
+    code = Act.LINEAR
 
     def forward(self, z):
         return z
@@ -57,6 +61,7 @@ def stable_sigmoid(z: Any) -> Any:
 
 class Sigmoid(Activation):
     name = "sigmoid"
+    code = Act.SIGMOID
 
     def forward(self, z):
         return stable_sigmoid(z)
@@ -67,6 +72,7 @@ class Sigmoid(Activation):
 
 class Tanh(Activation):
     name = "tanh"
+    code = Act.TANH
 
     def forward(self, z):
         return array_namespace(z).tanh(z)
@@ -77,6 +83,7 @@ class Tanh(Activation):
 
 class ReLU(Activation):
     name = "relu"
+    code = Act.RELU
 
     def forward(self, z):
         return array_namespace(z).clip(z, min=0)
@@ -89,6 +96,7 @@ class LeakyReLU(Activation):
     """max(z, alpha * z); alpha defaults to PyTorch's 0.01."""
 
     name = "leaky_relu"
+    code = Act.LEAKY_RELU
 
     def __init__(self, alpha: float = 0.01) -> None:
         if not 0 <= alpha < 1:
@@ -127,6 +135,7 @@ class Swish(Activation):
     """z * sigmoid(z), also known as SiLU."""
 
     name = "swish"
+    code = Act.SWISH
     needs_z = True
 
     def forward(self, z):
@@ -148,6 +157,7 @@ class GELU(Activation):
     """
 
     name = "gelu"
+    code = Act.GELU
     needs_z = True
 
     def _tanh(self, z):

@@ -38,7 +38,8 @@ class Backend:
     device: Any
     dtype: Any
     kernels: bool = True
-    ops: Any = field(default=None, compare=False, repr=False)
+    ops: Any = field(default=None, compare=False, repr=False)  # the per-operation table (fastnn.ops)
+    engines: tuple = field(default=(), compare=False, repr=False)  # what trains on it (fastnn.engines)
 
     @property
     def dtype_name(self) -> str:
@@ -50,7 +51,7 @@ class Backend:
 
     def is_native(self, x: Any) -> bool:
         """True when `x` is already an array of this backend."""
-        return _namespace_name(x) == self.name
+        return owner_of(x) == self.name
 
     def with_options(self, dtype: Any = None, kernels: bool | None = None) -> "Backend":
         """The same backend with another float dtype and/or kernel setting."""
@@ -61,7 +62,7 @@ class Backend:
 # Namespaces and probing
 
 
-def _import_namespace(name: str) -> tuple[ModuleType, Any]:
+def import_namespace(name: str) -> tuple[ModuleType, Any]:
     """(Array-API namespace, device) for a backend name; raises BackendUnavailableError."""
     if name == "numpy":
         import array_api_compat.numpy as xp
@@ -85,7 +86,7 @@ def _import_namespace(name: str) -> tuple[ModuleType, Any]:
 
 
 @functools.cache
-def _cupy_problem() -> str | None:
+def cupy_problem() -> str | None:
     """Why CuPy cannot run here (None when it can). Probed for real once: CuPy imports fine
     without a GPU and only fails at the first allocation."""
     try:
@@ -108,7 +109,7 @@ def _cupy_problem() -> str | None:
 
 
 def _probe_cupy() -> None:
-    problem = _cupy_problem()
+    problem = cupy_problem()
     if problem:
         raise BackendUnavailableError(f"backend 'cupy' is unavailable: {problem}")
 
@@ -118,7 +119,7 @@ def available_backends() -> list[str]:
     names = []
     for name in ("cupy", "numpy", "array_api_strict"):
         try:
-            _import_namespace(name)
+            import_namespace(name)
         except BackendUnavailableError:
             continue
         names.append(name)
@@ -136,12 +137,13 @@ def _float_dtype(xp: ModuleType, dtype: Any) -> Any:
 @functools.cache
 def _make(name: str, dtype: str, kernels: bool) -> Backend:
     if name == "auto":
-        name = "cupy" if _cupy_problem() is None else "numpy"
-    xp, device = _import_namespace(name)
+        name = "cupy" if cupy_problem() is None else "numpy"
+    xp, device = import_namespace(name)
     backend = Backend(name, xp, device, _float_dtype(xp, dtype), kernels)
-    from fastnn.ops import ops_for  # late: ops import kernels, which import this module
+    from fastnn import engines, ops  # late: both build on the layers, which import this module
 
-    object.__setattr__(backend, "ops", ops_for(backend))
+    object.__setattr__(backend, "ops", ops.ops_for(backend))
+    object.__setattr__(backend, "engines", engines.for_backend(backend))
     return backend
 
 
@@ -197,7 +199,7 @@ class use:
 # Moving arrays between backends
 
 
-def _namespace_name(x: Any) -> str | None:
+def owner_of(x: Any) -> str | None:
     """The backend name owning array `x`, or None for host data that is not an array."""
     module = type(x).__module__.split(".", 1)[0]
     if module == "numpy" and isinstance(x, np.ndarray):
@@ -211,7 +213,7 @@ def _namespace_name(x: Any) -> str | None:
 
 def to_numpy(x: Any) -> np.ndarray:
     """A NumPy array on the host holding `x`, from any backend (CuPy, strict, NumPy, lists)."""
-    owner = _namespace_name(x)
+    owner = owner_of(x)
     if owner == "cupy":
         return x.get()
     if owner == "array_api_strict":

@@ -3,16 +3,11 @@ of the tutorial networks at growing batch sizes, for every implementation that c
 fastnn (each usable backend, fused kernels and pure Array API), PyTorch eager (CPU, and CUDA
 with a GPU), tutorial-style NumPy, and the bound: only the GEMMs the step needs.
 
-Method: every implementation starts from the same weights and must compute the same first
-loss (else the run stops: a fast wrong number is worse than none); warm-up steps, then
-repetitions interleaved across implementations so drift hits all alike (a step under 2 ms
-repeats back to back within a repetition: timed alone after another implementation ran, it
-measured cache eviction); medians reported, with ratios to the bound and to PyTorch taken from
-the same run. PyTorch (CPU) is timed in a
-child process per network, right after the others, on the same data and weights: in one
-process its OpenMP threads and OpenBLAS's fight for the 2 cores (a GEMM step right after a
-PyTorch step took 3.6 ms instead of 0.06 ms; a PyTorch step after a 50 ms pause 2-80 ms
-instead of 1), so interleaving them would measure the interference, not the libraries.
+Method (benchmarks/README.md#method): every implementation starts from the same weights and
+must compute the same first loss (a fast wrong number is worse than none); warm-up steps, then
+repetitions interleaved across implementations so drift hits all alike; medians, with ratios
+to the bound and to PyTorch from the same run. PyTorch (CPU) runs in a child process per
+network, since its OpenMP threads and OpenBLAS's fight for the cores inside one process.
 """
 
 from __future__ import annotations
@@ -33,6 +28,7 @@ import numpy as np
 
 import fastnn
 from fastnn.layers import Dense
+from fastnn.training import train_step
 
 
 @dataclass(frozen=True)
@@ -52,7 +48,7 @@ NETWORKS = {
 LR = 0.01
 STRICT_MAX_BATCH = 100_000  # array-api-strict proves portability; timing it at 1M rows adds minutes
 MIN_REP_SECONDS = 0.002  # shorter steps repeat within one repetition (see time_case)
-DEFAULT_REPS = 9  # the fused / bound median of 5 paired ratios moved 0.89-1.17x between runs in one hour (moons, 1M rows)
+DEFAULT_REPS = 9  # fewer left the fused / bound ratio noisy between runs (benchmarks/README.md#method)
 
 
 def make_data(net: Network, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -88,9 +84,9 @@ def fastnn_step(backend: str, kernels: bool) -> Callable:
     def build(net, x, y, weights):
         with fastnn.use(backend, kernels=kernels):
             model = fastnn_model(net, weights)
-            xb, yb = model._prepare(x, y)
+            xb, yb = model.prepare(x, y)
             model.optimizer.build(model.params)
-        return lambda: model._train_batch(xb, yb)[0]
+        return lambda: train_step(model, xb, yb)[0]  # train_on_batch without checking the data again
     return build
 
 
@@ -286,7 +282,7 @@ def time_case(net_name: str, n: int, impls: dict, reps: int, warmup: int = 3) ->
         for device, step in steps.values():
             step()
             _sync(device)
-    # A step under ~2 ms is timed as a run of back-to-back calls: one call alone, right after
+    # A step under MIN_REP_SECONDS is timed as a run of back-to-back calls: one call alone, right after
     # another implementation has evicted its code and data from cache, measured the eviction.
     calls = {name: _calls_per_rep(step, device) for name, (device, step) in steps.items()}
     times: dict[str, list[float]] = {name: [] for name in steps}
@@ -414,8 +410,7 @@ def core_ghz(steps: int = 20_000_000) -> float:
 
 
 def sgemm_gflops(size: int = 2000) -> float:
-    """float32 GEMM speed now (best of 3): how fast this shared machine is during the run
-    (on these 2-core VMs: 80-130 GFLOP/s in one session, ~190 in the baseline measurements)."""
+    """float32 GEMM speed now (best of 3): how fast this shared machine is during the run."""
     a = np.random.default_rng(0).random((size, size), dtype=np.float32)
     best = float("inf")
     for _ in range(3):
@@ -427,8 +422,7 @@ def sgemm_gflops(size: int = 2000) -> float:
 
 def _cpu_name() -> str:
     """The CPU's name, family/model and widest vector unit: VMs of one type land on different
-    hosts (here AMD EPYC family 25 model 1 with AVX2, or a Zen 4 with AVX-512 at twice the GEMM
-    speed), and figures from the two differ by up to 2x."""
+    hosts, whose figures differ by up to 2x."""
     try:
         first_cpu = Path("/proc/cpuinfo").read_text().split("\n\n")[0]
     except OSError:

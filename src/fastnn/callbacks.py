@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from tqdm.auto import tqdm
+
 
 class Callback:
-    """Override any hook. `self.model` is set before training starts; setting
-    `self.model.stop_training = True` ends training after the current epoch."""
+    """Override any hook. `self.model` and `self.params` ({"epochs", "steps"}: batches per
+    epoch) are set before training starts; setting `self.model.stop_training = True` ends
+    training after the current epoch."""
 
     model: Any = None
+    params: dict[str, Any] = {}
+
+    def wants_batches(self) -> bool:
+        """Whether fit must call on_batch_end (a host sync per batch, and the compiled epoch
+        runs step by step): by default, when the callback overrides it."""
+        return type(self).on_batch_end is not Callback.on_batch_end or "on_batch_end" in vars(self)
 
     def on_train_begin(self, logs: dict | None = None) -> None: ...
     def on_train_end(self, logs: dict | None = None) -> None: ...
@@ -44,6 +53,38 @@ class LambdaCallback(Callback):
         for name, fn in locals().items():
             if name != "self" and fn is not None:
                 setattr(self, name, fn)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over epochs showing the last logs, and one over batches for epochs of at
+    least `min_batches` batches (fit adds one unless verbose=0)."""
+
+    def __init__(self, min_batches: int = 1000) -> None:
+        self.min_batches = min_batches
+        self.epochs = self.batches = None
+
+    def wants_batches(self) -> bool:
+        return self.params.get("steps", 0) >= self.min_batches
+
+    def on_train_begin(self, logs=None):
+        self.epochs = tqdm(total=self.params["epochs"], unit="epoch", leave=True)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.wants_batches():
+            self.batches = tqdm(total=self.params["steps"], unit="batch", leave=False)
+
+    def on_batch_end(self, batch, logs=None):
+        self.batches.update()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.batches is not None:
+            self.batches.close()
+            self.batches = None
+        self.epochs.set_postfix({k: f"{v:.4g}" for k, v in (logs or {}).items()}, refresh=False)
+        self.epochs.update()
+
+    def on_train_end(self, logs=None):
+        self.epochs.close()
 
 
 class EarlyStopping(Callback):

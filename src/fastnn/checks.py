@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastnn.backend import Backend, BackendMismatchError, _namespace_name
+from fastnn.backend import Backend, BackendMismatchError, owner_of
 
 
 def as_backend_array(data: Any, be: Backend, what: str) -> Any:
     """`data` as an array of `be`: host data (lists, NumPy) is moved there, arrays of another
     device backend are refused, non-numeric data is refused."""
-    owner = _namespace_name(data)
+    owner = owner_of(data)
     if owner not in (None, "numpy", be.name):
         raise BackendMismatchError(
             f"{what} is a {owner} array but the model runs on the {be.name!r} backend; convert it "

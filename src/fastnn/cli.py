@@ -54,12 +54,16 @@ def _info(args: argparse.Namespace) -> int:
             print(f"  {package:<18}{metadata.version(package)}")
         except metadata.PackageNotFoundError:
             pass
+    from fastnn import extensions
+
+    problem = extensions.problem()
+    print(f"kernels: {'on (Numba; compiled epochs and fused kernels)' if problem is None else 'off: ' + problem}")
     usable = fastnn.available_backends()
     print(f"backends usable here: {', '.join(usable)} (active: {fastnn.backend().name})")
     if "cupy" not in usable:
-        from fastnn.backend import _cupy_problem
+        from fastnn.backend import cupy_problem
 
-        print(f"  cupy: {_cupy_problem()}")
+        print(f"  cupy: {cupy_problem()}")
     else:
         import cupy
 

@@ -11,6 +11,7 @@ from array_api_compat import array_namespace
 
 from fastnn._registry import lookup
 from fastnn.activations import Activation, stable_sigmoid
+from fastnn.spec import LossCode
 
 EPSILON = 1e-7  # probability clipping for cross-entropy on probabilities, as in Keras
 
@@ -24,6 +25,11 @@ class Loss:
 
     def __call__(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
         raise NotImplementedError
+
+    @property
+    def code(self) -> LossCode | None:
+        """What compiled code calls this loss; None where only the pure path computes it."""
+        return None
 
     def fused_with(self, activation: Activation) -> "Loss | None":
         """This loss on logits, if it can absorb `activation` (sigmoid+BCE, softmax+CCE)."""
@@ -59,6 +65,7 @@ class MeanSquaredError(Loss):
     """mean((y_pred - y_true)²) over every element."""
 
     name = "mse"
+    code = LossCode.MSE
 
     def __call__(self, y_pred, y_true):
         xp = array_namespace(y_pred)
@@ -77,6 +84,10 @@ class BinaryCrossentropy(Loss):
         y = super().prepare_targets(y, units, xp, dtype)
         _check_probabilities(y, xp, "binary_crossentropy")
         return y
+
+    @property
+    def code(self):
+        return LossCode.BCE_LOGITS if self.from_logits else None
 
     def __call__(self, y_pred, y_true):
         xp = array_namespace(y_pred)
@@ -113,6 +124,10 @@ class CategoricalCrossentropy(Loss):
         y = super().prepare_targets(y, units, xp, dtype)
         _check_probabilities(y, xp, "categorical_crossentropy")
         return y
+
+    @property
+    def code(self):
+        return LossCode.CCE_LOGITS if self.from_logits else None
 
     def __call__(self, y_pred, y_true):
         xp = array_namespace(y_pred)

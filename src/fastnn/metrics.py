@@ -40,7 +40,6 @@ METRICS: dict[str, Metric] = {
     "mse": mse,
 }
 
-
 def get(name: str, units: int) -> tuple[str, Metric]:
     """(name, function); "accuracy" means binary accuracy for one output, else categorical."""
     if callable(name):

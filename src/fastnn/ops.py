@@ -1,14 +1,15 @@
-"""The hot-path operations a training step needs, as one table per backend.
+"""The per-operation hot path of a layer-by-layer step, as one table per backend.
 
 `ArrayOps` is the pure Array-API version: the fallback for anything no kernel covers and the
-oracle every kernel is tested against. `fastnn.kernels` supplies faster tables (Numba on CPU,
-CUDA on GPU) that override these methods where they apply and defer to them elsewhere.
+oracle every kernel is tested against. `fastnn.kernels` registers faster tables (Numba on
+CPU, CUDA on GPU) that override these methods where they apply and defer to them elsewhere.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
+from fastnn import extensions
 from fastnn.activations import Activation
 from fastnn.losses import Loss
 
@@ -38,27 +39,22 @@ class ArrayOps:
         db = self.xp.sum(dz, axis=0)
         return (dz @ self.xp.matrix_transpose(W) if need_dx else None), dW, db
 
-    def train_epoch(self, model: Any, x: Any, y: Any, batch_size: int, order: Any) -> dict | None:
-        """Train a whole epoch in compiled code and return its logs, or None: the generic path."""
-        return None
-
-    def train_step(self, model: Any, x: Any, y: Any) -> tuple[Any, dict] | None:
-        """One optimizer step on a batch in compiled code: (loss, metric values), or None."""
-        return None
-
     def loss(self, loss: Loss, y_pred: Any, y_true: Any, buffers: dict | None = None) -> tuple[Any, Any]:
         """(mean loss as a 0-d array, gradient with respect to y_pred)."""
         return loss(y_pred, y_true)
 
 
+# Table factories per backend name, registered by fastnn.kernels.
+_TABLES: dict[str, Callable[[Any], ArrayOps]] = {}
+
+
+def register(backend_name: str, factory: Callable[[Any], ArrayOps]) -> None:
+    """Offer `factory(backend)` as the ops table of a backend (when its kernels are on)."""
+    _TABLES[backend_name] = factory
+
+
 def ops_for(backend: Any) -> ArrayOps:
-    """The fastest ops table for `backend`: a kernel table when kernels are on and one exists."""
-    if backend.kernels:
-        try:
-            from fastnn.kernels import ops_for as kernel_ops_for
-        except ImportError:  # numba missing or broken: the pure path still works
-            return ArrayOps(backend)
-        table = kernel_ops_for(backend)
-        if table is not None:
-            return table
+    """The fastest ops table for `backend`: a registered kernel table when kernels are on."""
+    if backend.kernels and extensions.load() and backend.name in _TABLES:
+        return _TABLES[backend.name](backend)
     return ArrayOps(backend)

@@ -11,11 +11,28 @@ from typing import Any, Callable
 from array_api_compat import array_namespace
 
 from fastnn._registry import lookup
+from fastnn.spec import OptimizerSpec
+
+
+class Hyperparameter:
+    """A float attribute whose every assignment bumps the optimizer's `revision`, so that a
+    model knows to rebuild its spec when a learning rate changes between steps."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = f"_{name}"
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        return self if obj is None else obj.__dict__[self.key]
+
+    def __set__(self, obj: Any, value: float) -> None:
+        obj.__dict__[self.key] = float(value)
+        obj.revision = obj.__dict__.get("revision", 0) + 1
 
 
 class Optimizer:
     name = "optimizer"
     slot_names: tuple[str, ...] = ()
+    lr = Hyperparameter()
 
     def __init__(self, lr: float) -> None:
         if not lr > 0:
@@ -46,6 +63,10 @@ class Optimizer:
     def update(self, p: Any, g: Any, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def spec(self) -> OptimizerSpec:
+        """The update rule and hyper-parameters, as engines read them."""
+        raise NotImplementedError
+
     def map_state(self, fn: Callable[[Any], Any]) -> None:
         """Replace every state array by fn(array) (moving it to another backend, say)."""
         self.state = [{k: fn(v) for k, v in s.items()} for s in self.state]
@@ -63,6 +84,7 @@ class SGD(Optimizer):
     p -= lr * (g + momentum * buf)) — torch.optim.SGD with dampening 0."""
 
     name = "sgd"
+    momentum = Hyperparameter()
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(lr)
@@ -82,6 +104,10 @@ class SGD(Optimizer):
         buf += g
         p -= self.lr * (g + self.momentum * buf if self.nesterov else buf)
 
+    def spec(self) -> OptimizerSpec:
+        rule = "sgd" if self.momentum == 0 else "nesterov" if self.nesterov else "momentum"
+        return OptimizerSpec(rule, self.lr, momentum=self.momentum, slots=self.slot_names)
+
     def get_config(self) -> dict:
         return {"name": self.name, "lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
 
@@ -91,6 +117,7 @@ class Adam(Optimizer):
 
     name = "adam"
     slot_names = ("m", "v")
+    beta_1, beta_2, epsilon = Hyperparameter(), Hyperparameter(), Hyperparameter()
 
     def __init__(self, lr: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8) -> None:
         super().__init__(lr)
@@ -113,6 +140,10 @@ class Adam(Optimizer):
         v += (1 - self.beta_2) * (g * g)
         step, root_bc2 = self.step_sizes()
         p -= step * (m / (xp.sqrt(v) / root_bc2 + self.epsilon))
+
+    def spec(self) -> OptimizerSpec:
+        return OptimizerSpec("adam", self.lr, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
+                             slots=self.slot_names)
 
     def get_config(self) -> dict:
         return {"name": self.name, "lr": self.lr, "beta_1": self.beta_1, "beta_2": self.beta_2,

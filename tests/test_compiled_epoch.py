@@ -1,5 +1,6 @@
-"""The compiled small-batch epoch (kernels/online.py) equals the generic path, and anything it
-does not cover falls back to the generic path, silently and correctly."""
+"""The compiled-epoch engine (kernels/compiled_epoch.py, epoch_engine.py) equals the
+layer-by-layer engine, and anything it does not cover trains layer by layer, silently and
+correctly."""
 
 from __future__ import annotations
 
@@ -7,17 +8,19 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn.kernels import online
-from fastnn.kernels._config import ACT_CODES, BCE_LOGITS, CCE_LOGITS
-from fastnn.kernels.cpu_ops import NumbaOps
+from fastnn.kernels import compiled_epoch as online
+from fastnn.kernels.epoch_engine import CompiledEpochEngine
 from fastnn.layers import Activation, Dense
+from fastnn.spec import Act, LossCode, MetricCode
+
+BCE_LOGITS, CCE_LOGITS = LossCode.BCE_LOGITS, LossCode.CCE_LOGITS
 
 RNG = np.random.default_rng(5)
 X = RNG.standard_normal((50, 3))
 
 
 def train(monkeypatch, compiled, layers, loss, optimizer, y, batch_size=4, metrics=("accuracy",), callbacks=()):
-    monkeypatch.setattr(NumbaOps, "online_max_work_per_layer", 10**9 if compiled else 0)
+    monkeypatch.setattr(CompiledEpochEngine, "max_work_per_layer", 10**9 if compiled else 0)
     with fastnn.use("numpy", dtype="float64"):
         model = fastnn.Sequential(layers(), seed=1)
         model.compile(optimizer, loss, metrics=list(metrics))
@@ -25,12 +28,20 @@ def train(monkeypatch, compiled, layers, loss, optimizer, y, batch_size=4, metri
     return model, history
 
 
-def assert_same(monkeypatch, *args, **kwargs):
+def record_compiled_calls(monkeypatch) -> list:
+    """The logs of every compiled epoch or step run from now on."""
     calls = []
-    original = online.run_epoch
-    monkeypatch.setattr(online, "run_epoch", lambda *a: calls.append(original(*a)) or calls[-1])
-    compiled, h1 = train(monkeypatch, True, *args, **kwargs)
-    monkeypatch.setattr(online, "run_epoch", original)
+    for method in ("run_epoch", "step"):
+        original = getattr(CompiledEpochEngine, method)
+        monkeypatch.setattr(CompiledEpochEngine, method,
+                            lambda self, *a, original=original: calls.append(original(self, *a)) or calls[-1])
+    return calls
+
+
+def assert_same(monkeypatch, *args, **kwargs):
+    with monkeypatch.context() as patch:
+        calls = record_compiled_calls(patch)
+        compiled, h1 = train(patch, True, *args, **kwargs)
     generic, h2 = train(monkeypatch, False, *args, **kwargs)
     for a, b in zip(compiled.get_weights() + compiled.grads, generic.get_weights() + generic.grads):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
@@ -76,8 +87,8 @@ def test_scratch_arrays_on_the_heap_give_the_same_result(monkeypatch, max_bytes)
         calls = assert_same(monkeypatch, lambda: [Dense(5, "tanh"), Dense(3, "softmax")],
                             "categorical_crossentropy", "adam", RNG.integers(0, 3, 50), batch_size=7)
         assert calls and all(c is not None for c in calls)
-        plan = online.EpochPlan((3, 5, 3), (ACT_CODES["tanh"], online.LOGITS), CCE_LOGITS,
-                                online.CATEGORICAL_ACCURACY, "adam", 7)
+        plan = online.EpochPlan((3, 5, 3), (Act.TANH, online.LOGITS), CCE_LOGITS,
+                                MetricCode.CATEGORICAL_ACCURACY, "adam", 7)
         source = online.epoch_source(plan)
         assert ("A1 = stack_empty(7, 5, x)" if max_bytes else "A1 = np.empty((7, 5), x.dtype)") in source
         assert "XG = np.empty((84, 3), x.dtype)" in source  # the heap variant ran
@@ -93,13 +104,13 @@ def test_rows_gathered_in_blocks_give_the_same_result(monkeypatch, batch_size):
     monkeypatch.setattr(online, "GATHER_BYTES", batch_size * 6 * 8 * (3 if batch_size == 1 else 2))
     online.epoch_function.cache_clear()
     try:
-        plan = online.EpochPlan((3, 5, 3), (ACT_CODES["tanh"], online.LOGITS), CCE_LOGITS,
-                                online.CATEGORICAL_ACCURACY, "adam", batch_size)
+        plan = online.EpochPlan((3, 5, 3), (Act.TANH, online.LOGITS), CCE_LOGITS,
+                                MetricCode.CATEGORICAL_ACCURACY, "adam", batch_size)
         assert online.gather_rows(plan) == (3 if batch_size == 1 else 14)
         calls = assert_same(monkeypatch, lambda: [Dense(5, "tanh"), Dense(3, "softmax")],
                             "categorical_crossentropy", "adam", RNG.integers(0, 3, 50), batch_size=batch_size)
         assert calls and all(c is not None for c in calls)
-        monkeypatch.setattr(NumbaOps, "online_max_work_per_layer", 10**9)
+        monkeypatch.setattr(CompiledEpochEngine, "max_work_per_layer", 10**9)
         model = fastnn.Sequential([Dense(5, "tanh", input_dim=3), Dense(3)], seed=0, dtype="float64")
         model.compile("adam", "mse")
         y = np.zeros((50, 3))
@@ -122,7 +133,7 @@ def test_parameters_stay_in_the_arguments_for_wider_layers(monkeypatch, optimize
     assert calls and all(c is not None for c in calls)
     tiny, wide = ((3, width, 1) for width in (8, 12))
     source = lambda widths: online.epoch_source(  # noqa: E731
-        online.EpochPlan(widths, (ACT_CODES["relu"], online.LOGITS), BCE_LOGITS, online.BINARY_ACCURACY, "adam", 1))
+        online.EpochPlan(widths, (Act.RELU, online.LOGITS), BCE_LOGITS, MetricCode.BINARY_ACCURACY, "adam", 1))
     assert "W0[...] = W0_arg" in source(tiny) and "_arg" not in source(wide)
 
 
@@ -138,11 +149,11 @@ def test_deferred_first_layer_update_equals_generic(monkeypatch, layers, loss):
     equal the generic path."""
     calls = assert_same(monkeypatch, layers, loss, {"name": "sgd", "lr": 0.3}, RNG.integers(0, 2, 50), batch_size=1)
     assert calls and all(c is not None for c in calls)
-    plan = lambda optimizer, batch: online.EpochPlan((3, 2, 1), (ACT_CODES["sigmoid"], online.LOGITS), BCE_LOGITS,  # noqa: E731
-                                                     online.BINARY_ACCURACY, optimizer, batch)
+    plan = lambda optimizer, batch: online.EpochPlan((3, 2, 1), (Act.SIGMOID, online.LOGITS), BCE_LOGITS,  # noqa: E731
+                                                     MetricCode.BINARY_ACCURACY, optimizer, batch)
     assert "XP" in online.epoch_source(plan("sgd", 1))
     assert "XP" not in online.epoch_source(plan("momentum", 1)) + online.epoch_source(plan("sgd", 2))
-    monkeypatch.setattr(NumbaOps, "online_max_work_per_layer", 10**9)
+    monkeypatch.setattr(CompiledEpochEngine, "max_work_per_layer", 10**9)
     model = fastnn.Sequential(layers(), seed=0, dtype="float64")
     model.compile({"name": "sgd", "lr": 0.3}, loss)
     model.build(3)
@@ -153,26 +164,32 @@ def test_deferred_first_layer_update_equals_generic(monkeypatch, layers, loss):
         model.fit(X, RNG.integers(0, 2, 50), epochs=1, batch_size=1, verbose=0)
 
 
-@pytest.mark.parametrize("case", ["activation-layer", "mae-metric", "bce-on-probabilities", "batch-hook"])
-def test_unsupported_models_fall_back(monkeypatch, case):
+@pytest.mark.parametrize("case", ["activation-layer", "mae-metric", "bce-on-probabilities"])
+def test_unsupported_models_train_layer_by_layer(monkeypatch, case):
     y = RNG.integers(0, 2, 50)
     layers = lambda: [Dense(4, "relu"), Dense(1, "sigmoid")]  # noqa: E731
     kwargs = {}
-    loss = "binary_crossentropy"
     if case == "activation-layer":
         layers = lambda: [Dense(4), Activation("relu"), Dense(1, "sigmoid")]  # noqa: E731
     elif case == "mae-metric":
         kwargs["metrics"] = ("mae",)
-    elif case == "bce-on-probabilities":  # a tanh head: BCE can't be fused onto logits
+    else:  # a tanh head: BCE can't be fused onto logits
         layers = lambda: [Dense(4, "relu"), Dense(1, "tanh")]  # noqa: E731
-    else:
-        kwargs["callbacks"] = (fastnn.LambdaCallback(on_batch_end=lambda batch, logs: None),)
-    calls = assert_same(monkeypatch, layers, loss, "sgd", y, **kwargs)
-    assert all(c is None for c in calls)
+    calls = assert_same(monkeypatch, layers, "binary_crossentropy", "sgd", y, **kwargs)
+    assert calls == []
+
+
+def test_a_batch_callback_runs_compiled_steps(monkeypatch):
+    """A callback that wants every batch's loss gets it from compiled single steps."""
+    seen = []
+    hook = fastnn.LambdaCallback(on_batch_end=lambda batch, logs: seen.append(logs["loss"]))
+    calls = assert_same(monkeypatch, lambda: [Dense(4, "relu"), Dense(1, "sigmoid")], "binary_crossentropy", "sgd",
+                        RNG.integers(0, 2, 50), callbacks=(hook,))
+    assert len(calls) == 3 + 3 * 13 and len(seen) == 2 * 3 * 13  # 3 epochs of 13 compiled steps; two fits
 
 
 def test_compiled_epoch_nan_guard_names_the_batch(monkeypatch):
-    monkeypatch.setattr(NumbaOps, "online_max_work_per_layer", 10**9)
+    monkeypatch.setattr(CompiledEpochEngine, "max_work_per_layer", 10**9)
     model = fastnn.Sequential([Dense(3, "relu", input_dim=3), Dense(1, "sigmoid")], seed=0)
     model.compile("sgd", "binary_crossentropy")
     weights = model.get_weights()
@@ -183,17 +200,15 @@ def test_compiled_epoch_nan_guard_names_the_batch(monkeypatch):
 
 
 def test_large_work_takes_the_generic_path(monkeypatch):
-    """Above batch x parameters = online_max_work_per_layer x layers, BLAS per step is faster."""
-    ran = []
-    original = online.run_epoch
-    monkeypatch.setattr(online, "run_epoch", lambda *a: ran.append(original(*a)) or ran[-1])
+    """Above batch x parameters = CompiledEpochEngine.max_work_per_layer x layers, BLAS per step is faster."""
+    ran = record_compiled_calls(monkeypatch)
     model = fastnn.Sequential([Dense(1000, "relu", input_dim=3), Dense(1, "sigmoid")], seed=0)
     assert model.count_params() == 5001
     model.compile("sgd", "binary_crossentropy")
     y = RNG.integers(0, 2, 50)
     model.fit(X, y, epochs=1, batch_size=8, verbose=0)  # 8 x 5 001 = 40 008 <= 2 x 80 000: compiled
     model.fit(X, y, epochs=1, batch_size=50, verbose=0)  # 250 050 > 160 000: generic
-    assert [logs is not None for logs in ran] == [True, False]
+    assert len(ran) == 1
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=["sgd", "momentum", "nesterov", "adam"])
@@ -204,7 +219,7 @@ def test_compiled_single_steps_equal_the_layer_by_layer_path(monkeypatch, optimi
     labels = [RNG.integers(0, 3, size) for size in sizes]
     models = []
     for compiled in (True, False):
-        monkeypatch.setattr(NumbaOps, "online_max_work_per_layer", 10**9 if compiled else 0)
+        monkeypatch.setattr(CompiledEpochEngine, "max_work_per_layer", 10**9 if compiled else 0)
         with fastnn.use("numpy", dtype="float64"):
             model = fastnn.Sequential([Dense(5, "tanh"), Dense(3, "softmax")], seed=2)
             model.compile(optimizer, "categorical_crossentropy", metrics=["accuracy"])
@@ -214,4 +229,4 @@ def test_compiled_single_steps_equal_the_layer_by_layer_path(monkeypatch, optimi
     np.testing.assert_allclose(compiled_losses, generic_losses, rtol=1e-9)
     for a, b in zip(compiled.get_weights() + compiled.grads, generic.get_weights() + generic.grads):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
-    assert sorted(key[0] for key, value in compiled._compiled_epochs.items() if value) == [1, 2, 4]
+    assert compiled.backend.engines[0].compiled_batch_sizes(compiled.spec) == [1, 2, 4]

@@ -1,4 +1,5 @@
-"""Settings shared by the kernels: activation and loss-head codes, and whether numba may cache."""
+"""Where numba caches compiled kernels, and whether it may: `cache=True` raises when the cache
+dir is read-only, so every kernel compiles with `cache=CACHE`."""
 
 from __future__ import annotations
 
@@ -6,17 +7,6 @@ import functools
 import hashlib
 import os
 import tempfile
-
-# One integer code per activation: the scalar math in scalar.py switches on it, and the CPU
-# dense kernels are compiled once per code (see cpu.dense_kernels).
-ACT_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4, "swish": 5, "gelu": 6}
-
-# The loss heads the kernels compute, by (loss name, from_logits); scalar.loss_element and the
-# kernels switch on these codes.
-MSE, BCE_LOGITS, CCE_LOGITS = 0, 1, 2
-LOSS_HEADS = {("mse", False): MSE, ("mse", True): MSE, ("binary_crossentropy", True): BCE_LOGITS,
-              ("categorical_crossentropy", True): CCE_LOGITS}
-
 
 # Where numba caches compiled kernels (and online.py writes the sources it generates).
 CACHE_DIR = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.path.dirname(__file__), "__pycache__")

@@ -1,0 +1,119 @@
+"""The compiled-epoch engine: small-batch epochs and single steps of a Dense network on NumPy,
+each one call into the `train_epoch` that compiled_epoch.py generates for the network.
+
+It reads the `NetworkSpec` and the `TrainState`'s arrays only. Where the spec holds anything
+the generated code does not cover, or a batch is large enough that BLAS per step wins,
+`supports` says no and the layer-by-layer engine trains instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from fastnn.engines import Engine, TrainState
+from fastnn.kernels.compiled_epoch import LOGITS, EpochPlan, epoch_function
+from fastnn.spec import MetricCode, NetworkSpec
+
+
+class Compiled(NamedTuple):
+    function: Any  # the numba-compiled train_epoch
+    plan: EpochPlan
+    hyper: np.ndarray  # its `hyper` argument: the optimizer's scalars, then the activation alphas
+
+
+def plan_for(spec: NetworkSpec, batch_size: int) -> EpochPlan | None:
+    """The plan for training `spec` at `batch_size`, or None where the generated code does not
+    cover the network (layers, activations, loss head, optimizer or metrics)."""
+    head, optimizer, acts = spec.head, spec.optimizer, [layer.activation for layer in spec.layers]
+    if (not spec.dense_only or head is None or head.code is None or optimizer is None
+            or optimizer.rule not in ("sgd", "momentum", "nesterov", "adam") or len(spec.metrics) > 1
+            or any(m.code is None for m in spec.metrics)
+            or any(a.code is None for a in acts[:-1]) or (not head.fused and acts[-1].code is None)):
+        return None
+    codes = tuple(int(a.code) for a in acts[:-1]) + (LOGITS if head.fused else int(acts[-1].code),)
+    metric = spec.metrics[0].code if spec.metrics else MetricCode.NONE
+    return EpochPlan(widths=spec.widths, codes=codes, head=int(head.code), metric=int(metric),
+                     optimizer=optimizer.rule, batch=batch_size)
+
+
+def hyper_values(spec: NetworkSpec) -> tuple[float, ...]:
+    """compiled_epoch.HYPER_NAMES' values for the spec's optimizer, then each layer's alpha."""
+    opt = spec.optimizer
+    eps = opt.epsilon if opt.rule == "adam" else 1.0  # SGD never reads it
+    return (opt.lr, opt.momentum, opt.beta_1, opt.beta_2, eps, *(layer.activation.alpha for layer in spec.layers))
+
+
+class CompiledEpochEngine(Engine):
+    """Registered by fastnn.kernels for the NumPy backend."""
+
+    name = "compiled-epoch"
+    # Compiled while batch rows x parameters stays under this times the number of layers; see
+    # docs/kernels.md#compiled-epoch-threshold.
+    max_work_per_layer = 80_000
+
+    def __init__(self, backend: Any) -> None:
+        super().__init__(backend)
+        self.dtype = np.dtype(backend.dtype_name)
+        self._epochs: dict[tuple[NetworkSpec, int], Compiled | None] = {}
+
+    def supports(self, spec: NetworkSpec, batch_size: int) -> bool:
+        work = batch_size * spec.parameter_count <= self.max_work_per_layer * len(spec.layers)
+        return work and plan_for(spec, batch_size) is not None
+
+    def compiled(self, spec: NetworkSpec, batch_size: int) -> Compiled | None:
+        """The compiled epoch for `spec` at `batch_size` (compiled on first use, then kept, so
+        that a single step pays no planning); None where there is no plan."""
+        key = (spec, batch_size)
+        if key not in self._epochs:
+            if len(self._epochs) >= 256:  # specs of models long gone: start afresh
+                self._epochs.clear()
+            plan = plan_for(spec, batch_size)
+            hyper = np.array(hyper_values(spec), self.dtype) if plan else None
+            self._epochs[key] = Compiled(epoch_function(plan), plan, hyper) if plan else None
+        return self._epochs[key]
+
+    def compiled_batch_sizes(self, spec: NetworkSpec) -> list[int]:
+        """The batch sizes an epoch was compiled for, for `spec`."""
+        return sorted(batch for (key, batch), compiled in self._epochs.items() if key is spec and compiled)
+
+    def _train(self, spec: NetworkSpec, state: TrainState, x: Any, y: Any, batch_size: int,
+               order: Any) -> tuple[float, float, int]:
+        """(mean loss, mean metric, first non-finite batch or -1) of one compiled epoch."""
+        function, plan, hyper = self.compiled(spec, batch_size)
+        x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
+        loss, metric, state.iterations, bad = function(x, y, order, *_arguments(plan, spec, state), hyper,
+                                                       state.iterations)
+        return loss, metric, bad
+
+    def run_epoch(self, spec, state, x, y, batch_size, order=None, on_batch=None):
+        if on_batch is not None:  # batch by batch, each a compiled step
+            return super().run_epoch(spec, state, x, y, batch_size, order, on_batch)
+        loss, metric, bad = self._train(spec, state, x, y, batch_size, order)
+        logs = {"loss": float(loss)}
+        if spec.metrics:
+            logs[spec.metrics[0].name] = float(metric)
+        if bad >= 0:
+            logs["nonfinite_batch"] = int(bad)
+        return logs
+
+    def step(self, spec, state, x, y):
+        """One step through the epoch compiled for the next power of two rows, so that short
+        last batches and varying train_on_batch sizes share compiled code."""
+        capacity = 1 << (x.shape[0] - 1).bit_length()
+        loss, metric, _ = self._train(spec, state, x, y, capacity, None)
+        return loss, ({spec.metrics[0].name: metric} if spec.metrics else {})
+
+
+def _arguments(plan: EpochPlan, spec: NetworkSpec, state: TrainState) -> list[np.ndarray]:
+    """The per-layer arrays in the generated signature's order (compiled_epoch._layer_arrays):
+    W, b, dW, db, then each optimizer slot's pair, layer after layer."""
+    slots = spec.optimizer.slots
+    arrays: list[np.ndarray] = []
+    for i in range(0, 2 * len(plan.codes), 2):
+        arrays += state.params[i:i + 2]
+        arrays += state.grads[i:i + 2]
+        for name in slots:
+            arrays += (state.slots[i][name], state.slots[i + 1][name])
+    return arrays

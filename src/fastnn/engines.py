@@ -1,0 +1,195 @@
+"""Engines train a network from its `NetworkSpec` and the arrays of a `TrainState`.
+
+One small interface: `supports(spec, batch_size)`, `step` (one optimizer step on a batch) and
+`run_epoch` (a pass over the data). `LayerEngine` runs any network layer by layer through the
+backend's ops table; faster engines (fastnn.kernels' compiled epoch, later CUDA graphs or
+data-parallel training) register per backend and are tried first. The model never changes
+when an engine is added.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from fastnn.spec import NetworkSpec
+
+OnBatch = Callable[[int, Any], None]  # (batch index, batch loss as a 0-d array)
+
+
+class TrainState:
+    """What an engine trains, handed over by the model: a live view of its own arrays, never
+    copies, read afresh at each access (a callback may replace the weights between batches).
+    Compiled engines read and write the arrays and `iterations` only; `layers` and `optimizer`
+    are there for engines that run layer by layer."""
+
+    def __init__(self, layers: list[Any], optimizer: Any, scratch: dict) -> None:
+        self.layers, self.optimizer = layers, optimizer
+        self.scratch = scratch  # buffers an engine may keep between steps
+
+    @property
+    def params(self) -> list[Any]:
+        """[W0, b0, W1, b1, ...] in layer order."""
+        return [p for layer in self.layers for p in layer.params]
+
+    @property
+    def grads(self) -> list[Any]:
+        """The last batch's gradients, in the order of `params` (engines write them)."""
+        return [g for layer in self.layers for g in layer.grads]
+
+    @property
+    def slots(self) -> list[dict[str, Any]]:
+        """The optimizer's state arrays, one dict per parameter."""
+        return self.optimizer.state
+
+    @property
+    def iterations(self) -> int:
+        """Optimizer steps taken so far; engines advance it."""
+        return self.optimizer.iterations
+
+    @iterations.setter
+    def iterations(self, value: int) -> None:
+        self.optimizer.iterations = int(value)
+
+
+class Engine:
+    """Base class: a batch-by-batch `run_epoch` over `step`."""
+
+    name = "engine"
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    def supports(self, spec: NetworkSpec, batch_size: int) -> bool:
+        raise NotImplementedError
+
+    def step(self, spec: NetworkSpec, state: TrainState, x: Any, y: Any) -> tuple[Any, dict[str, Any]]:
+        """One optimizer step on (x, y): (loss before the step, metric values), device scalars."""
+        raise NotImplementedError
+
+    def run_epoch(self, spec: NetworkSpec, state: TrainState, x: Any, y: Any, batch_size: int,
+                  order: Any = None, on_batch: OnBatch | None = None) -> dict[str, float]:
+        """One pass over x[order] (in order when None): the size-weighted mean loss and metrics,
+        and "nonfinite_batch" where the loss became NaN or Inf. Batch losses stay on the device
+        unless `on_batch` wants them."""
+        if order is not None:
+            xp = self.backend.xp
+            index = xp.asarray(order, device=self.backend.device)
+            x, y = xp.take(x, index, axis=0), xp.take(y, index, axis=0)
+        return over_batches(lambda xb, yb: self.step(spec, state, xb, yb), x, y, batch_size, on_batch)
+
+
+def over_batches(fn: Callable[[Any, Any], tuple[Any, dict]], x: Any, y: Any, batch_size: int,
+                 on_batch: OnBatch | None = None) -> dict[str, float]:
+    """fn(x_batch, y_batch) -> (loss, metrics) over consecutive batches, as epoch logs."""
+    n = x.shape[0]
+    totals: dict[str, Any] = {}
+    batch_losses = []
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        value, values = fn(x[start:stop, ...], y[start:stop, ...])
+        accumulate(totals, value, values, (stop - start) / n)
+        batch_losses.append(value)
+        if on_batch is not None:
+            on_batch(len(batch_losses) - 1, value)
+    logs = {key: float(v) for key, v in totals.items()}
+    if not math.isfinite(logs["loss"]):
+        logs["nonfinite_batch"] = next(i for i, v in enumerate(batch_losses) if not math.isfinite(float(v)))
+    return logs
+
+
+def accumulate(totals: dict[str, Any], loss: Any, values: dict[str, Any], weight: float) -> None:
+    """totals[key] += weight * value for the loss and each metric (device scalars: no sync)."""
+    for key, v in {"loss": loss, **values}.items():
+        totals[key] = totals.get(key, 0.0) + v * weight
+
+
+class LayerEngine(Engine):
+    """Any network, any backend: each layer's forward and backprop through the ops table, then
+    the optimizer. A batch larger than the table's `block_rows` runs in row blocks whose
+    activations stay in cache, their gradients summed (weighted by block size) into the batch's:
+    the same step with less memory traffic (see docs/kernels.md#row-blocks)."""
+
+    name = "layers"
+
+    def __init__(self, backend: Any) -> None:
+        super().__init__(backend)
+        self.ops = backend.ops
+
+    def supports(self, spec: NetworkSpec, batch_size: int) -> bool:
+        return True
+
+    def forward(self, spec: NetworkSpec, layers: list[Any], x: Any, train: bool) -> tuple[Any, list]:
+        """The last layer's output (its logits where the loss head is fused) and the backprops."""
+        backprops, last = [], len(layers) - 1
+        for i, layer in enumerate(layers):
+            x, backprop = layer.forward(x, need_dx=i > 0, logits=spec.head.fused and i == last, train=train)
+            backprops.append(backprop)
+        return x, backprops
+
+    def loss_and_metrics(self, spec: NetworkSpec, state: TrainState, x: Any, y: Any, train: bool) -> tuple[Any, dict]:
+        """Forward, loss and metrics on a batch; when training, also backward (gradients into
+        the layers) but no update."""
+        out, backprops = self.forward(spec, state.layers, x, train)
+        value, grad = self.ops.loss(spec.head.loss, out, y, state.scratch if train else None)
+        if train:
+            for backprop in reversed(backprops):
+                grad = backprop(grad)
+        if not spec.metrics:
+            return value, {}
+        y_pred = state.layers[-1].activation.forward(out) if spec.head.fused else out
+        return value, {m.name: m.function(y_pred, y) for m in spec.metrics}
+
+    def step(self, spec, state, x, y):
+        rows, n = self.ops.block_rows, x.shape[0]
+        if rows is None or n <= 2 * rows:
+            value, values = self.loss_and_metrics(spec, state, x, y, train=True)
+        else:
+            value, values = self._blocked_gradients(spec, state, x, y, rows)
+        state.optimizer.apply(state.params, state.grads, self.ops)
+        return value, values
+
+    def _blocked_gradients(self, spec, state, x, y, rows):
+        """(loss, metrics) of a batch in row blocks; each layer's gradients are left summed over
+        the blocks, each block weighted by its size."""
+        n, totals, summed = x.shape[0], {}, None
+        for start in range(0, n, rows):
+            stop = min(start + rows, n)
+            weight = (stop - start) / n
+            value, values = self.loss_and_metrics(spec, state, x[start:stop, ...], y[start:stop, ...], True)
+            if summed is None:
+                summed = [weight * g for g in state.grads]
+            else:
+                for total, g in zip(summed, state.grads):
+                    total += weight * g
+            accumulate(totals, value, values, weight)
+        for layer in state.layers:
+            layer.grads, summed = summed[:len(layer.grads)], summed[len(layer.grads):]
+        return totals.pop("loss"), totals
+
+    def evaluate(self, spec: NetworkSpec, state: TrainState, x: Any, y: Any, batch_size: int) -> dict[str, float]:
+        """Mean loss and metrics over (x, y) in batches, without training."""
+        logs = over_batches(lambda xb, yb: self.loss_and_metrics(spec, state, xb, yb, train=False), x, y, batch_size)
+        logs.pop("nonfinite_batch", None)
+        return logs
+
+
+# Engine factories per backend name, registered by fastnn.kernels (and later by others).
+_FACTORIES: dict[str, list[Callable[[Any], Engine]]] = {}
+
+
+def register(backend_name: str, factory: Callable[[Any], Engine]) -> None:
+    """Offer `factory(backend) -> Engine` for a backend; registered engines are tried before
+    the layer-by-layer one, the latest registered first."""
+    _FACTORIES.setdefault(backend_name, []).insert(0, factory)
+
+
+def for_backend(backend: Any) -> tuple[Engine, ...]:
+    """The engines for `backend`, fastest first; the last is always a LayerEngine."""
+    registered = [make(backend) for make in _FACTORIES.get(backend.name, [])] if backend.kernels else []
+    return (*registered, LayerEngine(backend))
+
+
+def select(engines: tuple[Engine, ...], spec: NetworkSpec, batch_size: int) -> Engine:
+    """The first engine that covers `spec` at `batch_size`."""
+    return next(engine for engine in engines if engine.supports(spec, batch_size))

@@ -1,0 +1,130 @@
+"""`NetworkSpec`: a frozen, public description of a compiled model — what every engine trains from.
+
+The model builds one per `compile`/`add`/`build` (and when an optimizer hyper-parameter
+changes); engines and kernels read the spec and the arrays they are handed, never the model.
+The integer codes here are what compiled code switches on.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, Callable, Sequence
+
+from fastnn import metrics
+
+
+class Act(IntEnum):
+    """Activation codes for compiled code (softmax has none: it only runs fused into a loss)."""
+
+    LINEAR = 0
+    RELU = 1
+    LEAKY_RELU = 2
+    SIGMOID = 3
+    TANH = 4
+    SWISH = 5
+    GELU = 6
+
+
+class LossCode(IntEnum):
+    """The loss heads compiled code computes: squared error, or cross-entropy on logits."""
+
+    MSE = 0
+    BCE_LOGITS = 1
+    CCE_LOGITS = 2
+
+
+class MetricCode(IntEnum):
+    """The metrics compiled code accumulates."""
+
+    NONE = 0
+    BINARY_ACCURACY = 1
+    CATEGORICAL_ACCURACY = 2
+
+
+# The metrics compiled code computes, by function.
+METRIC_CODES = {metrics.binary_accuracy: MetricCode.BINARY_ACCURACY,
+                metrics.categorical_accuracy: MetricCode.CATEGORICAL_ACCURACY}
+
+
+@dataclass(frozen=True)
+class ActivationSpec:
+    name: str
+    code: Act | None  # None: no compiled code computes it
+    alpha: float = 0.0  # leaky ReLU's slope; 0 for the others
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    kind: str  # the layer's class name: "Dense", "Activation"
+    units: int
+    activation: ActivationSpec
+    params: int  # how many parameter arrays the layer owns (Dense: W and b)
+
+
+@dataclass(frozen=True)
+class LossHead:
+    """The loss the model applies to its last layer's output. `fused`: the last activation
+    (sigmoid, softmax) is folded into the loss, which then takes the logits."""
+
+    loss: Any  # a fastnn.losses.Loss, in the form applied (from_logits when fused)
+    fused: bool
+    code: LossCode | None  # None: no compiled code computes it
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    function: Callable[[Any, Any], Any]
+    code: MetricCode | None
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """The update rule ("sgd", "momentum", "nesterov", "adam") and its hyper-parameters."""
+
+    rule: str
+    lr: float
+    momentum: float = 0.0
+    beta_1: float = 0.0
+    beta_2: float = 0.0
+    epsilon: float = 0.0
+    slots: tuple[str, ...] = ()  # the state arrays each parameter carries, in order
+
+
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: engines key caches on it
+class NetworkSpec:
+    widths: tuple[int, ...]  # input width, then each layer's output width
+    layers: tuple[LayerSpec, ...]
+    dtype: str  # "float32" or "float64"
+    head: LossHead | None = None  # None until compiled
+    optimizer: OptimizerSpec | None = None
+    metrics: tuple[MetricSpec, ...] = ()
+
+    @functools.cached_property
+    def parameter_count(self) -> int:
+        return sum(k * m + m for k, m, layer in zip(self.widths, self.widths[1:], self.layers) if layer.params)
+
+    @functools.cached_property
+    def dense_only(self) -> bool:
+        return all(layer.kind == "Dense" for layer in self.layers)
+
+
+def describe(layers: Sequence[Any], input_dim: int, dtype: str, loss: Any = None, optimizer: Any = None,
+             metric_names: Sequence[Any] = ()) -> NetworkSpec:
+    """The spec of built `layers` on `input_dim` features, compiled with loss, optimizer and metrics."""
+    widths = (input_dim, *(layer.output_dim for layer in layers))
+    layer_specs = tuple(LayerSpec(type(layer).__name__, layer.output_dim, activation_spec(layer.activation),
+                                  len(layer.params)) for layer in layers)
+    if loss is None:
+        return NetworkSpec(widths, layer_specs, dtype)
+    fused = loss.fused_with(layers[-1].activation)
+    head = LossHead(fused, True, fused.code) if fused is not None else LossHead(loss, False, loss.code)
+    resolved = (metrics.get(name, widths[-1]) for name in metric_names)
+    metric_specs = tuple(MetricSpec(name, fn, METRIC_CODES.get(fn)) for name, fn in resolved)
+    return NetworkSpec(widths, layer_specs, dtype, head, optimizer.spec(), metric_specs)
+
+
+def activation_spec(activation: Any) -> ActivationSpec:
+    return ActivationSpec(activation.name, activation.code, float(activation.alpha))

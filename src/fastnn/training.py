@@ -1,0 +1,117 @@
+"""The training loop behind `Sequential.fit`, `train_on_batch` and `evaluate`: shuffling,
+epochs, callbacks and the NaN guard. It picks an engine from the model's spec and the batch
+size and hands it the model's `TrainState`; the engine does the arithmetic."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from fastnn import engines, extensions
+from fastnn.callbacks import Callback, History
+
+# A compiled Fisher-Yates (registered by fastnn.kernels): (rng, n, buffers) -> order.
+_PERMUTATION: list[Callable[[np.random.Generator, int, Any], np.ndarray]] = []
+
+
+def register_permutation(permutation: Callable[[np.random.Generator, int, Any], np.ndarray]) -> None:
+    _PERMUTATION[:] = [permutation]
+
+
+class Shuffler:
+    """A fresh random order of range(n) for each epoch, drawn on the host from `rng` into
+    arrays reused every epoch (fresh ones page-fault again; see docs/kernels.md#shuffling)."""
+
+    def __init__(self, rng: np.random.Generator, n: int) -> None:
+        extensions.load()  # registers the compiled permutation where numba is there
+        self.rng, self.n = rng, n
+        self.buffers = (np.empty(n), np.empty(n, np.int64))
+
+    def __call__(self) -> np.ndarray:
+        if _PERMUTATION:
+            return _PERMUTATION[0](self.rng, self.n, self.buffers)
+        return self.rng.permutation(self.n)
+
+
+class CallbackList:
+    """Every callback of one fit, called in order; `on_batch` is None unless one of them wants
+    each batch's loss (which costs a host sync per batch and the compiled epoch)."""
+
+    def __init__(self, callbacks: Sequence[Callback], model: Any, params: dict[str, Any]) -> None:
+        self.callbacks, self.params = list(callbacks), params
+        for callback in self.callbacks:
+            callback.model, callback.params = model, params
+        self.batch_callbacks = [c for c in self.callbacks if c.wants_batches()]
+
+    def on_train_begin(self) -> None:
+        for callback in self.callbacks:
+            callback.on_train_begin()
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        for callback in self.callbacks:
+            callback.on_epoch_begin(epoch)
+
+    def on_batch(self, index: int, loss: Any) -> None:
+        logs = {"loss": float(loss)}
+        for callback in self.batch_callbacks:
+            callback.on_batch_end(index, logs)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        for callback in self.callbacks:
+            callback.on_epoch_end(epoch, logs)
+
+    def on_train_end(self) -> None:
+        for callback in self.callbacks:
+            callback.on_train_end()
+
+
+def fit(model: Any, x: Any, y: Any, epochs: int, batch_size: int, shuffle: bool, validation: tuple | None,
+        callbacks: Sequence[Callback], nan_guard: bool, rng: np.random.Generator) -> History:
+    """Train `model` on prepared arrays; see Sequential.fit."""
+    history = History()
+    hooks = CallbackList([history, *callbacks], model, {"epochs": epochs, "steps": math.ceil(x.shape[0] / batch_size)})
+    order = Shuffler(rng, x.shape[0]) if shuffle and batch_size < x.shape[0] else (lambda: None)
+    model.stop_training = False
+    hooks.on_train_begin()
+    for epoch in range(epochs):
+        hooks.on_epoch_begin(epoch)
+        logs = train_epoch(model, x, y, batch_size, order(), hooks.on_batch if hooks.batch_callbacks else None)
+        bad_batch = logs.pop("nonfinite_batch", None)
+        if validation is not None and bad_batch is None:
+            logs.update({f"val_{k}": v for k, v in evaluate(model, *validation, validation[0].shape[0]).items()})
+        hooks.on_epoch_end(epoch, logs)
+        if bad_batch is not None and nan_guard:
+            _warn_nonfinite(epoch, bad_batch, hooks.params["steps"])
+            model.stop_training = True
+        if model.stop_training:
+            break
+    hooks.on_train_end()
+    return history
+
+
+def _warn_nonfinite(epoch: int, batch: int, batches: int) -> None:
+    warnings.warn(f"training stopped: the loss became NaN or Inf at epoch {epoch + 1}, batch {batch + 1} of "
+                  f"{batches}; try a smaller learning rate or check the data (fit(..., nan_guard=False) trains "
+                  f"on regardless)", RuntimeWarning, stacklevel=4)
+
+
+def train_epoch(model: Any, x: Any, y: Any, batch_size: int, order: Any = None,
+                on_batch: engines.OnBatch | None = None) -> dict[str, float]:
+    """One epoch over x[order] through the first engine that covers the model at this batch size."""
+    spec, state = model.spec, model.train_state()
+    engine = engines.select(model.backend.engines, spec, batch_size)
+    return engine.run_epoch(spec, state, x, y, batch_size, order, on_batch)
+
+
+def train_step(model: Any, x: Any, y: Any) -> tuple[Any, dict[str, Any]]:
+    """One optimizer step on prepared (x, y): (loss before the step, metric values)."""
+    spec, state = model.spec, model.train_state()
+    return engines.select(model.backend.engines, spec, x.shape[0]).step(spec, state, x, y)
+
+
+def evaluate(model: Any, x: Any, y: Any, batch_size: int) -> dict[str, float]:
+    """Mean loss and metrics over prepared (x, y), without training (the layer-by-layer engine)."""
+    return model.backend.engines[-1].evaluate(model.spec, model.train_state(), x, y, batch_size)
