@@ -57,18 +57,27 @@ class CompiledEpochEngine(Engine):
         super().__init__(backend)
         self.dtype = np.dtype(backend.dtype_name)
         self._epochs: dict[tuple[NetworkSpec, int], Compiled | None] = {}
+        self._supported: dict[tuple[NetworkSpec, int], bool] = {}
 
     def supports(self, spec: NetworkSpec, batch_size: int) -> bool:
-        work = batch_size * spec.parameter_count <= self.max_work_per_layer * len(spec.layers)
-        return work and plan_for(spec, batch_size) is not None
+        key = (spec, batch_size)
+        if key not in self._supported:  # asked before every step: answered once
+            self._forget_when_full(self._supported)
+            work = batch_size * spec.parameter_count <= self.max_work_per_layer * len(spec.layers)
+            self._supported[key] = work and plan_for(spec, batch_size) is not None
+        return self._supported[key]
+
+    @staticmethod
+    def _forget_when_full(cache: dict) -> None:
+        if len(cache) >= 256:  # specs of models long gone: start afresh
+            cache.clear()
 
     def compiled(self, spec: NetworkSpec, batch_size: int) -> Compiled | None:
         """The compiled epoch for `spec` at `batch_size` (compiled on first use, then kept, so
         that a single step pays no planning); None where there is no plan."""
         key = (spec, batch_size)
         if key not in self._epochs:
-            if len(self._epochs) >= 256:  # specs of models long gone: start afresh
-                self._epochs.clear()
+            self._forget_when_full(self._epochs)
             plan = plan_for(spec, batch_size)
             hyper = np.array(hyper_values(spec), self.dtype) if plan else None
             self._epochs[key] = Compiled(epoch_function(plan), plan, hyper) if plan else None
@@ -83,8 +92,8 @@ class CompiledEpochEngine(Engine):
         """(mean loss, mean metric, first non-finite batch or -1) of one compiled epoch."""
         function, plan, hyper = self.compiled(spec, batch_size)
         x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
-        loss, metric, state.iterations, bad = function(x, y, order, *_arguments(plan, spec, state), hyper,
-                                                       state.iterations)
+        arrays = state.by_layer(spec.optimizer.slots)  # the order of compiled_epoch._layer_arrays
+        loss, metric, state.iterations, bad = function(x, y, order, *arrays, hyper, state.iterations)
         return loss, metric, bad
 
     def run_epoch(self, spec, state, x, y, batch_size, order=None, on_batch=None):
@@ -104,16 +113,3 @@ class CompiledEpochEngine(Engine):
         capacity = 1 << (x.shape[0] - 1).bit_length()
         loss, metric, _ = self._train(spec, state, x, y, capacity, None)
         return loss, ({spec.metrics[0].name: metric} if spec.metrics else {})
-
-
-def _arguments(plan: EpochPlan, spec: NetworkSpec, state: TrainState) -> list[np.ndarray]:
-    """The per-layer arrays in the generated signature's order (compiled_epoch._layer_arrays):
-    W, b, dW, db, then each optimizer slot's pair, layer after layer."""
-    slots = spec.optimizer.slots
-    arrays: list[np.ndarray] = []
-    for i in range(0, 2 * len(plan.codes), 2):
-        arrays += state.params[i:i + 2]
-        arrays += state.grads[i:i + 2]
-        for name in slots:
-            arrays += (state.slots[i][name], state.slots[i + 1][name])
-    return arrays

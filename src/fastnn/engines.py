@@ -42,6 +42,19 @@ class TrainState:
         """The optimizer's state arrays, one dict per parameter."""
         return self.optimizer.state
 
+    def by_layer(self, slot_names: tuple[str, ...] = ()) -> list[Any]:
+        """One flat list, layer after layer: its parameters, their gradients, then each named
+        optimizer slot of those parameters (the order compiled epochs take them in)."""
+        arrays, slots, first = [], self.optimizer.state, 0
+        for layer in self.layers:
+            params = layer.params
+            arrays += params
+            arrays += layer.grads
+            for name in slot_names:
+                arrays += [slots[first + k][name] for k in range(len(params))]
+            first += len(params)
+        return arrays
+
     @property
     def iterations(self) -> int:
         """Optimizer steps taken so far; engines advance it."""
@@ -191,5 +204,8 @@ def for_backend(backend: Any) -> tuple[Engine, ...]:
 
 
 def select(engines: tuple[Engine, ...], spec: NetworkSpec, batch_size: int) -> Engine:
-    """The first engine that covers `spec` at `batch_size`."""
-    return next(engine for engine in engines if engine.supports(spec, batch_size))
+    """The first engine that covers `spec` at `batch_size` (the last covers everything)."""
+    for engine in engines:
+        if engine.supports(spec, batch_size):
+            return engine
+    raise LookupError(f"no engine covers {spec} at batch size {batch_size}")

@@ -37,6 +37,7 @@ class Sequential:
         self.stop_training = False
         self.built = False
         self._loss_buffers: dict = {}  # the loss kernels' scratch arrays, kept between steps
+        self._state: TrainState | None = None
         self._forget_spec()
         for layer in layers:
             self.add(layer)
@@ -145,6 +146,7 @@ class Sequential:
             layer.grads = []
         if self.optimizer is not None:
             self.optimizer.map_state(move)
+        self._loss_buffers.clear()  # scratch arrays of the old backend's kernels
         self.backend = target
         return self
 
@@ -187,10 +189,11 @@ class Sequential:
         arrays themselves); gradients start as zeros where a layer has none of its dtype yet."""
         self._require_compiled()
         for layer in self.layers:
-            grads = layer.grads
-            if len(grads) != len(layer.params) or any(g.dtype != p.dtype for g, p in zip(grads, layer.params)):
+            if len(layer.grads) != len(layer.params):  # none yet (new, or moved by `to`)
                 layer.grads = [self.backend.xp.zeros_like(p) for p in layer.params]
-        return TrainState(self.layers, self.optimizer, self._loss_buffers)
+        if self._state is None or self._state.optimizer is not self.optimizer:
+            self._state = TrainState(self.layers, self.optimizer, self._loss_buffers)
+        return self._state
 
     def prepare(self, x: Any, y: Any = None) -> tuple[Any, Any]:
         """(x, y) checked and converted for this model: arrays of its backend and dtype, y shaped
