@@ -10,6 +10,7 @@ import pytest
 from fastnn import bench
 
 
+@pytest.mark.slow  # the harness end to end: run by .ci/run, not by the README's test command
 def test_quick_run_writes_json_markdown_and_plot(tmp_path, capsys):
     assert bench.main(["--quick", "--no-torch", "--reps", "2", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "bench.json").read_text())

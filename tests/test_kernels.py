@@ -157,6 +157,7 @@ def test_row_blocked_step_equals_one_full_batch_step(monkeypatch, loss, out):
         np.testing.assert_allclose(h_full[key], h_blocked[key], rtol=1e-10)
 
 
+@pytest.mark.slow  # compiles every kernel with no cache in a child process
 def test_unwritable_cache_dir_disables_caching_instead_of_failing():
     """numba's cache=True raises at import on a read-only cache dir; the kernels probe first.
     (/proc is unwritable even for root, so it stands in for a read-only install.)"""

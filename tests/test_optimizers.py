@@ -52,7 +52,7 @@ def test_optimizer_names_and_bad_arguments():
     assert isinstance(optimizers.get("SGD"), optimizers.SGD)
     with pytest.raises(ValueError, match="valid names: adam, sgd"):
         optimizers.get("rmsprop")
-    with pytest.raises(ValueError, match="learning rate"):
+    with pytest.raises(ValueError, match=r"SGD lr must be in \(0, inf\)"):
         optimizers.SGD(lr=0)
     with pytest.raises(ValueError, match="nesterov"):
         optimizers.SGD(nesterov=True)

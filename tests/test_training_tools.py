@@ -35,7 +35,7 @@ def test_early_stopping_restores_best_weights(backend_name):
 
 def test_early_stopping_names_missing_metric():
     model = xor_model()
-    with pytest.raises(KeyError, match="pass validation_data"):
+    with pytest.raises(ValueError, match="EarlyStopping monitors .val_loss. but the logs will have loss, accuracy; pass validation_data"):
         model.fit(X, Y, epochs=2, callbacks=[fastnn.EarlyStopping()], verbose=0)
 
 

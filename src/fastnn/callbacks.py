@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import string
 from typing import Any
 
 from tqdm.auto import tqdm
 
 
 class Callback:
-    """Override any hook. `self.model` and `self.params` ({"epochs", "steps"}: batches per
-    epoch) are set before training starts; setting `self.model.stop_training = True` ends
-    training after the current epoch."""
+    """Override any hook. `self.model` and `self.params` ({"epochs", "steps": batches per
+    epoch, "metrics": the keys each epoch's logs will have}) are set before training starts;
+    setting `self.model.stop_training = True` ends training after the current epoch."""
 
     model: Any = None
     params: dict[str, Any] = {}
@@ -99,6 +100,7 @@ class EarlyStopping(Callback):
         self.stopped_epoch: int | None = None
 
     def on_train_begin(self, logs=None):
+        _check_logged(self, self.monitor, "monitors")
         self.best, self.wait, self.best_weights = None, 0, None
 
     def on_epoch_end(self, epoch, logs=None):
@@ -129,6 +131,16 @@ class ModelCheckpoint(Callback):
         self.sign = -1.0 if mode == "min" or (mode == "auto" and "acc" not in monitor) else 1.0
         self.best: float | None = None
 
+    def on_train_begin(self, logs=None):
+        from fastnn.saving import check_writable
+
+        fields = {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(self.filepath) if name}
+        for field in sorted(fields - {"epoch"}):
+            _check_logged(self, field, "names in its filepath")
+        if self.save_best_only:
+            _check_logged(self, self.monitor, "monitors")
+        check_writable(self.filepath.format(epoch=1, **{k: 0.0 for k in fields - {"epoch"}}))
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if self.save_best_only:
@@ -139,3 +151,11 @@ class ModelCheckpoint(Callback):
                 return
             self.best = score
         self.model.save(self.filepath.format(epoch=epoch + 1, **logs))
+
+
+def _check_logged(callback: Callback, key: str, role: str) -> None:
+    """Before training: refuse a log key the epochs will not have (with the keys they will)."""
+    logged = callback.params.get("metrics")
+    if logged is not None and key not in logged:
+        hint = "; pass validation_data to fit for val_* keys" if key.startswith("val_") else ""
+        raise ValueError(f"{type(callback).__name__} {role} {key!r} but the logs will have {', '.join(logged)}{hint}")

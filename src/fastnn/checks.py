@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from fastnn.backend import Backend, BackendMismatchError, owner_of
@@ -31,6 +32,8 @@ def check_features(x: Any, be: Backend, input_dim: int | None) -> Any:
         raise ValueError(f"x must be 2-D (n_samples, n_features), got shape {tuple(x.shape)}{hint}")
     if x.shape[0] == 0:
         raise ValueError("x is empty (0 samples)")
+    if x.shape[1] == 0:
+        raise ValueError(f"x has shape {tuple(x.shape)}: 0 features; each sample needs at least one")
     if input_dim is not None and x.shape[1] != input_dim:
         raise ValueError(f"x has {x.shape[1]} features but the model's first layer expects {input_dim}")
     if x.dtype != be.dtype:
@@ -54,3 +57,20 @@ def check_targets(y: Any, be: Backend, n: int, units: int, loss: Any) -> Any:
     if be.xp.isdtype(y.dtype, "real floating"):
         check_finite(y, be.xp, "y")
     return loss.prepare_targets(y, units, be.xp, be.dtype)
+
+
+def check_count(value: Any, what: str, minimum: int = 1) -> int:
+    """`value` as an int of at least `minimum`; refuses bools, fractions and strings (which
+    int() would silently turn into another number)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what} must be an integer, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{what} must be at least {minimum}, got {value}")
+    return int(value)
+
+
+def check_number(value: Any, what: str) -> float:
+    """`value` as a float; refuses strings and bools with a message naming `what`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a number, got {value!r} ({type(value).__name__})")
+    return float(value)

@@ -7,12 +7,35 @@ import platform
 import sys
 import time
 from importlib import metadata
+from pathlib import Path
+from typing import Any
 
 import fastnn
+from fastnn.backend import BACKEND_NAMES
 from fastnn.examples import EXAMPLES
+
+PLOT_FORMATS = (".png", ".pdf", ".svg")
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse unusable --save and --plot targets before training, not after."""
+    from fastnn.saving import check_writable
+
+    if args.save:
+        check_writable(args.save)
+    if args.plot:
+        check_writable(args.plot)
+        suffix = Path(args.plot).suffix.lower()
+        if suffix not in PLOT_FORMATS:
+            raise ValueError(f"--plot {args.plot}: cannot write {suffix or 'a file without extension'}; "
+                             f"use one of {', '.join(PLOT_FORMATS)}")
+        from fastnn.plots import pyplot
+
+        pyplot()  # matplotlib missing: say so now
 
 
 def _train(args: argparse.Namespace) -> int:
+    _check_outputs(args)
     with fastnn.use(args.backend):
         start = time.perf_counter()
         result = EXAMPLES[args.name](epochs=args.epochs, batch_size=args.batch_size, verbose=args.verbose)
@@ -23,7 +46,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"  {key}: {value:.4f}")
     for key, value in result.items():
         if key not in ("model", "history", "metrics", "data"):
-            print(f"  {key}: {value}")
+            print(f"  {key}: {_short(value)}")
     if args.save:
         print(f"  saved to {model.save(args.save)}")
     if args.plot:
@@ -32,14 +55,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plot(result: dict, path: str) -> None:
-    from fastnn.plots import _pyplot, plot_decision_boundary, plot_history
+def _short(value: Any) -> str:
+    """A long list of numbers as its first, last and count; anything else as it is."""
+    if isinstance(value, list) and len(value) > 6:
+        return f"{value[0]:.4g} ... {value[-1]:.4g} ({len(value)} values; --plot draws them)"
+    return str(value)
 
-    plt = _pyplot()
+
+def _plot(result: dict, path: str) -> None:
+    from fastnn.plots import plot_curve, plot_decision_boundary, plot_history, pyplot
+
+    plt = pyplot()
     x, y = result["data"]
     two_d = x.shape[1] == 2
     fig, axes = plt.subplots(1, 2 if two_d else 1, figsize=(10 if two_d else 5, 4), squeeze=False)
-    plot_history(result["history"], ax=axes[0][0])
+    if "summed_error_every_100_iterations" in result:  # what the neuron tutorial plots
+        plot_curve(result["summed_error_every_100_iterations"], ax=axes[0][0], every=100, xlabel="iteration",
+                   title="summed squared error over the 8 points")
+    else:
+        plot_history(result["history"], ax=axes[0][0])
     if two_d:
         plot_decision_boundary(result["model"], x, y, ax=axes[0][1])
     fig.tight_layout()
@@ -72,16 +106,33 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not the usage block
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _count(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastnn", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="fastnn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = sub.add_parser("train", help="train an example network and print its metrics")
     train.add_argument("name", choices=sorted(EXAMPLES))
-    train.add_argument("--backend", default="numpy", help="numpy, cupy, array_api_strict or auto")
-    train.add_argument("--epochs", type=int, default=None, help="override the example's epochs")
-    train.add_argument("--batch-size", type=int, default=None, help="default: the example's")
-    train.add_argument("--verbose", type=int, default=1, help="0 hides the progress bar")
-    train.add_argument("--plot", metavar="FILE", help="write training curves (and the decision boundary) as PNG")
+    train.add_argument("--backend", default="numpy", choices=[*BACKEND_NAMES, "auto"])
+    train.add_argument("--epochs", type=_count(0), default=None, help="override the example's epochs")
+    train.add_argument("--batch-size", type=_count(1), default=None, help="default: the example's")
+    train.add_argument("--verbose", type=_count(0), default=1, help="0 hides the progress bar")
+    train.add_argument("--plot", metavar="FILE", help="write training curves (and the decision boundary) as PNG, PDF or SVG")
     train.add_argument("--save", metavar="FILE", help="save the trained model (.npz; load with fastnn.load)")
     train.set_defaults(run=_train)
     info = sub.add_parser("info", help="backends usable here, devices and versions")
@@ -101,6 +152,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except fastnn.BackendUnavailableError as err:
-        print(f"fastnn: {err}", file=sys.stderr)
+    except (fastnn.BackendUnavailableError, ImportError, OSError, ValueError, TypeError) as err:
+        print(f"fastnn: error: {err}", file=sys.stderr)  # the user's to fix: one line, no traceback
         return 2

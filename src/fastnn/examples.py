@@ -27,7 +27,7 @@ def neuron(epochs: int | None = None, batch_size: int | None = None, verbose: in
     x, y = datasets.neuron()
     model = fastnn.Sequential([Dense(1, "sigmoid", input_dim=2, kernel_initializer="standard_normal",
                                      bias_initializer="standard_normal")], seed=seed)
-    model.compile(fastnn.optimizers.SGD(0.1), "mse")
+    model.compile(fastnn.optimizers.SGD(0.1), "mse", metrics=["accuracy"])
     summed_error: list[float] = []
 
     def record(epoch, logs):
@@ -35,7 +35,7 @@ def neuron(epochs: int | None = None, batch_size: int | None = None, verbose: in
             p = fastnn.to_numpy(model.predict(x)).ravel()
             summed_error.append(float(np.sum((p - y) ** 2)))
 
-    history = model.fit(x, y, epochs=epochs or 1250, batch_size=batch_size or 1, verbose=verbose,
+    history = model.fit(x, y, epochs=1250 if epochs is None else epochs, batch_size=batch_size or 1, verbose=verbose,
                         callbacks=[LambdaCallback(on_epoch_end=record)])
     return {"model": model, "history": history, "metrics": model.evaluate(x, y), "data": (x, y),
             "summed_error_every_100_iterations": summed_error}
@@ -49,8 +49,9 @@ def gender(epochs: int | None = None, batch_size: int | None = None, verbose: in
                                      bias_initializer="standard_normal"),
                                Dense(1, "sigmoid", kernel_initializer="standard_normal",
                                      bias_initializer="standard_normal")], seed=seed)
-    model.compile(fastnn.optimizers.SGD(0.1), "mse")
-    history = model.fit(x, y, epochs=epochs or 1000, batch_size=batch_size or 1, shuffle=False, verbose=verbose)
+    model.compile(fastnn.optimizers.SGD(0.1), "mse", metrics=["accuracy"])
+    history = model.fit(x, y, epochs=1000 if epochs is None else epochs, batch_size=batch_size or 1, shuffle=False,
+                        verbose=verbose)
     predictions = {name: round(float(fastnn.to_numpy(model.predict(p))[0, 0]), 3) for name, p in people.items()}
     return {"model": model, "history": history, "metrics": model.evaluate(x, y), "data": (x, y),
             "predictions": predictions}
@@ -72,7 +73,7 @@ def moons(epochs: int | None = None, batch_size: int | None = None, verbose: int
     if boundary_every and on_boundary is not None:
         callbacks.append(LambdaCallback(
             on_epoch_end=lambda epoch, logs: (epoch + 1) % boundary_every == 0 and on_boundary(epoch, model)))
-    history = model.fit(x_train, y_train, epochs=epochs or 10_000, batch_size=batch_size, verbose=verbose,
+    history = model.fit(x_train, y_train, epochs=10_000 if epochs is None else epochs, batch_size=batch_size, verbose=verbose,
                         callbacks=callbacks)
     return {"model": model, "history": history, "metrics": model.evaluate(x_test, y_test),
             "data": (x_test, y_test)}
@@ -86,8 +87,8 @@ def logic_and(epochs: int | None = None, batch_size: int | None = None, verbose:
     x, y = datasets.logic("and")
     model = fastnn.Sequential([Dense(3, "relu", input_dim=2, kernel_initializer="standard_normal"),
                                Dense(1, "sigmoid", kernel_initializer="standard_normal")], seed=seed)
-    model.compile(fastnn.optimizers.SGD(0.1), "mse")
-    history = model.fit(x, y, epochs=epochs or 5000, batch_size=batch_size, verbose=verbose)
+    model.compile(fastnn.optimizers.SGD(0.1), "mse", metrics=["accuracy"])
+    history = model.fit(x, y, epochs=5000 if epochs is None else epochs, batch_size=batch_size, verbose=verbose)
     return {"model": model, "history": history, "metrics": model.evaluate(x, y), "data": (x, y),
             "loss_every_100_epochs": [round(v, 5) for v in history.history["loss"][99::100]]}
 
@@ -101,7 +102,8 @@ def digits(epochs: int | None = None, batch_size: int | None = None, verbose: in
     x_train, y_train, x_test, y_test = datasets.digits()
     model = fastnn.Sequential([Dense(25, "sigmoid", input_dim=64), Dense(10, "sigmoid")], seed=seed)
     model.compile(fastnn.optimizers.Adam(0.01), "binary_crossentropy")
-    history = model.fit(x_train, np.eye(10)[y_train], epochs=epochs or 300, batch_size=batch_size, verbose=verbose)
+    history = model.fit(x_train, np.eye(10)[y_train], epochs=300 if epochs is None else epochs, batch_size=batch_size,
+                        verbose=verbose)
     return {"model": model, "history": history, "metrics": model.evaluate(x_test, np.eye(10)[y_test]),
             "data": (x_test, np.eye(10)[y_test])}
 
@@ -111,7 +113,7 @@ def xor(epochs: int | None = None, batch_size: int | None = None, verbose: int =
     x, y = datasets.logic("xor")
     model = fastnn.Sequential([Dense(8, "tanh", input_dim=2), Dense(1, "sigmoid")], seed=seed)
     model.compile(fastnn.optimizers.Adam(0.05), "binary_crossentropy")
-    history = model.fit(x, y, epochs=epochs or 300, batch_size=batch_size, verbose=verbose)
+    history = model.fit(x, y, epochs=300 if epochs is None else epochs, batch_size=batch_size, verbose=verbose)
     return {"model": model, "history": history, "metrics": model.evaluate(x, y), "data": (x, y),
             "predictions": fastnn.to_numpy(model.predict(x)).astype(float).ravel().round(3).tolist()}
 

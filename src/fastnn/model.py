@@ -13,9 +13,10 @@ import numpy as np
 
 from fastnn import layers as layers_module
 from fastnn import losses, optimizers, training
+from fastnn.training import INFERENCE_BATCH
 from fastnn.backend import Backend, host_rng, resolve, to_numpy
 from fastnn.callbacks import Callback, History, ProgressBar
-from fastnn.checks import check_features, check_targets
+from fastnn.checks import check_count, check_features, check_targets
 from fastnn.engines import TrainState
 from fastnn.layers import Dense, Layer
 from fastnn.spec import NetworkSpec, describe
@@ -87,11 +88,16 @@ class Sequential:
                                       input_dim=spec["input_dim"] if i == 0 else None))
         return cls(dense_layers, seed=seed, dtype=dtype)
 
-    def compile(self, optimizer: Any = "sgd", loss: Any = "mse", metrics: Sequence[Any] = ("accuracy",)) -> None:
-        """Choose the optimizer, the loss and the metrics reported by fit/evaluate."""
+    def compile(self, optimizer: Any = "sgd", loss: Any = "mse", metrics: Sequence[Any] | None = None) -> None:
+        """Choose the optimizer, the loss and the metrics reported by fit/evaluate (default:
+        accuracy for the cross-entropy losses, none for a regression loss)."""
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
-        self.metric_names = list(metrics or ())
+        if metrics is None:
+            metrics = ["accuracy"] if self.loss.name.endswith("crossentropy") else []
+        if isinstance(metrics, str):
+            raise TypeError(f"metrics must be a list of names, got the string {metrics!r}; write [{metrics!r}]")
+        self.metric_names = list(metrics)
         self._forget_spec()
         if self.built:
             self.optimizer.build(self.params)
@@ -223,33 +229,37 @@ class Sequential:
         progress bar (a ProgressBar callback) shows unless verbose=0. With `nan_guard`, a NaN/Inf
         loss stops training with a warning that names the epoch and batch."""
         self._require_compiled()
-        x, y = self.prepare(x, y)
+        epochs = check_count(epochs, "epochs", minimum=0)
+        batch_size = None if batch_size is None else check_count(batch_size, "batch_size")
+        hooks = [*_check_callbacks(callbacks), *([ProgressBar()] if verbose else [])]
+        x, y = self.prepare(x, _require_targets(y, "fit"))
         validation = self.prepare(*_pair(validation_data)) if validation_data is not None else None
-        epochs = _check_epochs(epochs)
-        batch_size = x.shape[0] if batch_size is None else min(_check_batch_size(batch_size), x.shape[0])
+        batch_size = x.shape[0] if batch_size is None else min(batch_size, x.shape[0])
         self.optimizer.build(self.params)
-        hooks = [*(callbacks or ()), *([ProgressBar()] if verbose else [])]
         return training.fit(self, x, y, epochs, batch_size, shuffle, validation, hooks, nan_guard, self._shuffle_rng)
 
     def train_on_batch(self, x: Any, y: Any) -> float:
         """One optimizer step on (x, y); returns the loss before the step."""
         self._require_compiled()
-        x, y = self.prepare(x, y)
+        x, y = self.prepare(x, _require_targets(y, "train_on_batch"))
         self.optimizer.build(self.params)
         return float(training.train_step(self, x, y)[0])
 
     def evaluate(self, x: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
-        """{"loss": ..., metric: ...} over (x, y), without training."""
+        """{"loss": ..., metric: ...} over (x, y), without training, in batches of `batch_size`
+        rows (default: INFERENCE_BATCH)."""
         self._require_compiled()
-        x, y = self.prepare(x, y)
-        return training.evaluate(self, x, y, batch_size or x.shape[0])
+        batch_size = INFERENCE_BATCH if batch_size is None else check_count(batch_size, "batch_size")
+        x, y = self.prepare(x, _require_targets(y, "evaluate"))
+        return training.evaluate(self, x, y, batch_size)
 
     def predict(self, x: Any, batch_size: int | None = None) -> Any:
-        """The model's outputs for x, as an array of the model's backend."""
+        """The model's outputs for x, as an array of the model's backend, computed in batches of
+        `batch_size` rows (default: INFERENCE_BATCH)."""
+        step = INFERENCE_BATCH if batch_size is None else check_count(batch_size, "batch_size")
         x, _ = self.prepare(x)
         n = x.shape[0]
-        step = batch_size or n
-        parts = [self._forward(x[i:i + step, ...]) for i in range(0, n, step)]
+        parts = [self._forward(x[i:min(i + step, n), ...]) for i in range(0, n, step)]
         return parts[0] if len(parts) == 1 else self.backend.xp.concat(parts, axis=0)
 
     def _forward(self, x: Any) -> Any:
@@ -280,19 +290,21 @@ class Sequential:
 
 
 def _pair(validation_data: Any) -> tuple[Any, Any]:
-    if len(validation_data) != 2:
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
         raise ValueError("validation_data must be a pair (x_val, y_val)")
-    return validation_data
+    return _require_targets(validation_data[0], "validation_data"), _require_targets(validation_data[1], "validation_data")
 
 
-def _check_epochs(epochs: Any) -> int:
-    if not isinstance(epochs, (int, np.integer)) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
-    return int(epochs)
+def _require_targets(y: Any, where: str) -> Any:
+    if y is None:
+        raise ValueError(f"{where} needs targets: got None where an array was expected")
+    return y
 
 
-def _check_batch_size(batch_size: Any) -> int:
-    batch_size = int(batch_size)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size}")
-    return batch_size
+def _check_callbacks(callbacks: Any) -> list[Callback]:
+    callbacks = list(callbacks or ())
+    for callback in callbacks:
+        if not isinstance(callback, Callback):
+            raise TypeError(f"callbacks must be fastnn.Callback instances, got {callback!r}; wrap a function "
+                            "as fastnn.LambdaCallback(on_epoch_end=fn)")
+    return callbacks

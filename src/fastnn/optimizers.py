@@ -6,38 +6,47 @@ state between backends and save it with the weights.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 from array_api_compat import array_namespace
 
 from fastnn._registry import lookup
+from fastnn.checks import check_number
 from fastnn.spec import OptimizerSpec
 
 
 class Hyperparameter:
-    """A float attribute whose every assignment bumps the optimizer's `revision`, so that a
-    model knows to rebuild its spec when a learning rate changes between steps."""
+    """A float attribute, checked on every assignment (type and range), whose every assignment
+    bumps the optimizer's `revision`, so that a model knows to rebuild its spec when a learning
+    rate changes between steps. `low`/`high` bound it; `low_open` excludes `low` itself."""
+
+    def __init__(self, low: float = 0.0, high: float = math.inf, low_open: bool = False) -> None:
+        self.low, self.high, self.low_open = low, high, low_open
 
     def __set_name__(self, owner: type, name: str) -> None:
-        self.key = f"_{name}"
+        self.name, self.key = name, f"_{name}"
 
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
         return self if obj is None else obj.__dict__[self.key]
 
     def __set__(self, obj: Any, value: float) -> None:
-        obj.__dict__[self.key] = float(value)
+        value = check_number(value, f"{type(obj).__name__} {self.name}")
+        too_low = value <= self.low if self.low_open else value < self.low
+        if too_low or not value < self.high:
+            interval = f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g})"
+            raise ValueError(f"{type(obj).__name__} {self.name} must be in {interval}, got {value}")
+        obj.__dict__[self.key] = value
         obj.revision = obj.__dict__.get("revision", 0) + 1
 
 
 class Optimizer:
     name = "optimizer"
     slot_names: tuple[str, ...] = ()
-    lr = Hyperparameter()
+    lr = Hyperparameter(low_open=True)
 
     def __init__(self, lr: float) -> None:
-        if not lr > 0:
-            raise ValueError(f"learning rate must be positive, got {lr}")
-        self.lr = float(lr)
+        self.lr = lr
         self.iterations = 0
         self.state: list[dict[str, Any]] = []
 
@@ -84,15 +93,13 @@ class SGD(Optimizer):
     p -= lr * (g + momentum * buf)) — torch.optim.SGD with dampening 0."""
 
     name = "sgd"
-    momentum = Hyperparameter()
+    momentum = Hyperparameter(high=1.0)
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(lr)
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        if nesterov and momentum == 0:
+        self.momentum, self.nesterov = momentum, bool(nesterov)
+        if nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs a momentum > 0")
-        self.momentum, self.nesterov = float(momentum), bool(nesterov)
         self.slot_names = ("momentum",) if momentum else ()
 
     def update(self, p, g, state):
@@ -117,14 +124,11 @@ class Adam(Optimizer):
 
     name = "adam"
     slot_names = ("m", "v")
-    beta_1, beta_2, epsilon = Hyperparameter(), Hyperparameter(), Hyperparameter()
+    beta_1, beta_2, epsilon = Hyperparameter(high=1.0), Hyperparameter(high=1.0), Hyperparameter()
 
     def __init__(self, lr: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8) -> None:
         super().__init__(lr)
-        for label, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
-            if not 0 <= beta < 1:
-                raise ValueError(f"{label} must be in [0, 1), got {beta}")
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
 
     def step_sizes(self) -> tuple[float, float]:
         """(lr / bias_correction1, sqrt(bias_correction2)) for the current iteration."""

@@ -10,7 +10,7 @@ import numpy as np
 from fastnn.backend import to_numpy
 
 
-def _pyplot():
+def pyplot():
     try:
         import matplotlib
 
@@ -30,7 +30,7 @@ def _has_display() -> bool:
 
 def plot_history(history: Any, ax: Any = None, path: str | None = None) -> Any:
     """Loss and metric curves per epoch (validation dashed); saved to `path` when given."""
-    plt = _pyplot()
+    plt = pyplot()
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -42,10 +42,23 @@ def plot_history(history: Any, ax: Any = None, path: str | None = None) -> Any:
     return _finish(plt, fig or ax.figure, path)
 
 
+def plot_curve(values: Any, ax: Any = None, path: str | None = None, title: str = "", xlabel: str = "",
+               every: int = 1) -> Any:
+    """One curve, `values[i]` at x = (i + 1) * every (the neuron tutorial's summed error)."""
+    plt = pyplot()
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot([(i + 1) * every for i in range(len(values))], values)
+    ax.set(xlabel=xlabel, title=title)
+    ax.grid(alpha=0.3)
+    return _finish(plt, fig or ax.figure, path)
+
+
 def plot_decision_boundary(model: Any, x: Any, y: Any, ax: Any = None, path: str | None = None,
                            resolution: int = 200) -> Any:
     """The model's predicted class over the plane of its two input features, with the data."""
-    plt = _pyplot()
+    plt = pyplot()
     x, y = to_numpy(x), to_numpy(y).reshape(len(x), -1)
     if x.ndim != 2 or x.shape[1] != 2:
         raise ValueError(f"a decision boundary needs 2 input features, x has shape {x.shape}")
@@ -60,7 +73,8 @@ def plot_decision_boundary(model: Any, x: Any, y: Any, ax: Any = None, path: str
     if ax is None:
         fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.contourf(gx, gy, zone, alpha=0.3, cmap="coolwarm")
-    ax.scatter(x[:, 0], x[:, 1], c=labels, cmap="coolwarm", s=12, edgecolors="k", linewidths=0.3)
+    size = 12 if len(x) > 50 else 120  # a 4-point truth table needs markers one can see
+    ax.scatter(x[:, 0], x[:, 1], c=labels, cmap="coolwarm", s=size, edgecolors="k", linewidths=0.3 if len(x) > 50 else 1)
     ax.set(title="decision boundary", xlim=(x0, x1), ylim=(y0, y1))
     return _finish(plt, fig or ax.figure, path)
 

@@ -30,16 +30,36 @@ def save(model: Any, path: str | os.PathLike) -> Path:
         for i, slots in enumerate(model.optimizer.state):
             arrays.update({f"optimizer_{i}_{name}": to_numpy(v) for name, v in slots.items()})
     arrays["config"] = np.array(json.dumps(config))
+    check_writable(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+        os.chmod(tmp, 0o666 & ~_umask())  # as open() would make it: mkstemp's 0600 hid it from others
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return path
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise a clear OSError, naming `path`, when a model cannot be saved there."""
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot save to {path}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot save to {path}: the folder {folder} is not writable")
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot save to {path}: it is a folder; give a file name such as {path / 'model.npz'}")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load(path: str | os.PathLike, backend: str | None = None) -> Any:
@@ -49,29 +69,47 @@ def load(path: str | os.PathLike, backend: str | None = None) -> Any:
     from fastnn.model import Sequential
 
     path = Path(path)
-    try:
-        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:  # np.load leaks
-            arrays = {name: data[name] for name in data.files}  # its own handle on a truncated zip
-        config = json.loads(str(arrays.pop("config")))
-    except FileNotFoundError:
-        raise
-    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as err:
-        raise ValueError(f"{path} is not a readable fastnn model file (truncated, or not made by "
-                         f"model.save?): {type(err).__name__}: {err}") from err
-    if config.get("format") != FORMAT:
-        raise ValueError(f"{path} is an .npz file but not a fastnn model (format {config.get('format')!r})")
-    if config.get("version", 0) > VERSION:
-        raise ValueError(f"{path} was written by a newer fastnn (file version {config['version']}); upgrade fastnn")
+    arrays, config = _read(path)
     with use(backend) if backend else contextlib.nullcontext():
         model = Sequential.from_config(config["model"])
-    count = sum(1 for name in arrays if name.startswith("weight_"))
-    model.set_weights([arrays[f"weight_{i}"] for i in range(count)])
+    missing = [f"weight_{i}" for i in range(len(model.params)) if f"weight_{i}" not in arrays]
+    if missing:
+        raise ValueError(f"{path} is an incomplete fastnn model file: it lacks {', '.join(missing)}")
+    model.set_weights([arrays[f"weight_{i}"] for i in range(len(model.params))])
     settings = config.get("compile")
     if settings:
         model.compile(settings["optimizer"], settings["loss"], settings["metrics"])
         model.optimizer.build(model.params)
         for i, slots in enumerate(model.optimizer.state):
             for name in slots:
+                if f"optimizer_{i}_{name}" not in arrays:
+                    raise ValueError(f"{path} is an incomplete fastnn model file: it lacks optimizer_{i}_{name}")
                 slots[name] = model.backend.asarray(arrays[f"optimizer_{i}_{name}"], model.backend.dtype)
         model.optimizer.iterations = settings["iterations"]
     return model
+
+
+def _read(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """(arrays, config) of a model file; ValueError naming `path` for anything else."""
+    try:
+        with open(path, "rb") as handle, contextlib.ExitStack() as stack:
+            data = np.load(handle, allow_pickle=False)
+            if isinstance(data, np.lib.npyio.NpzFile):
+                stack.enter_context(data)  # np.load leaks its own handle on a truncated zip otherwise
+                arrays = {name: data[name] for name in data.files}
+        config = json.loads(str(arrays.pop("config"))) if isinstance(data, np.lib.npyio.NpzFile) else None
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as err:
+        raise ValueError(f"{path} is not a readable fastnn model file (truncated, or not made by "
+                         f"model.save?): {type(err).__name__}: {err}") from err
+    if config is None:
+        raise ValueError(f"{path} holds a single NumPy array (.npy), not a fastnn model (.npz from model.save)")
+    fmt = config.get("format") if isinstance(config, dict) else None
+    if fmt != FORMAT:
+        raise ValueError(f"{path} is an .npz file but not a fastnn model (format {fmt!r})")
+    if config.get("version", 0) > VERSION:
+        raise ValueError(f"{path} was written by a newer fastnn (file version {config['version']}); upgrade fastnn")
+    if "model" not in config:
+        raise ValueError(f"{path} is an incomplete fastnn model file: its config lacks the architecture ('model')")
+    return arrays, config

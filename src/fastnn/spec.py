@@ -117,6 +117,11 @@ def describe(layers: Sequence[Any], input_dim: int, dtype: str, loss: Any = None
     widths = (input_dim, *(layer.output_dim for layer in layers))
     layer_specs = tuple(LayerSpec(type(layer).__name__, layer.output_dim, activation_spec(layer.activation),
                                   len(layer.params)) for layer in layers)
+    for i, layer in enumerate(layer_specs):
+        if layer.activation.name == "softmax" and layer.units == 1:
+            raise ValueError(f"layer {i} is a softmax over 1 unit, which always outputs 1: nothing can be learned. "
+                             "For two classes use Dense(1, 'sigmoid') with binary_crossentropy, or Dense(2, 'softmax') "
+                             "with categorical_crossentropy")
     if loss is None:
         return NetworkSpec(widths, layer_specs, dtype)
     fused = loss.fused_with(layers[-1].activation)

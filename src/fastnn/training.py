@@ -13,6 +13,8 @@ import numpy as np
 from fastnn import engines, extensions
 from fastnn.callbacks import Callback, History
 
+INFERENCE_BATCH = 65_536  # rows evaluate, predict and validation take at a time: memory stays a fit batch's
+
 # A compiled Fisher-Yates (registered by fastnn.kernels): (rng, n, buffers) -> order.
 _PERMUTATION: list[Callable[[np.random.Generator, int, Any], np.ndarray]] = []
 
@@ -72,7 +74,10 @@ def fit(model: Any, x: Any, y: Any, epochs: int, batch_size: int, shuffle: bool,
         callbacks: Sequence[Callback], nan_guard: bool, rng: np.random.Generator) -> History:
     """Train `model` on prepared arrays; see Sequential.fit."""
     history = History()
-    hooks = CallbackList([history, *callbacks], model, {"epochs": epochs, "steps": math.ceil(x.shape[0] / batch_size)})
+    logs = ["loss", *(metric.name for metric in model.spec.metrics)]
+    logs += [f"val_{name}" for name in logs] if validation is not None else []
+    params = {"epochs": epochs, "steps": math.ceil(x.shape[0] / batch_size), "metrics": logs}
+    hooks = CallbackList([history, *callbacks], model, params)
     order = Shuffler(rng, x.shape[0]) if shuffle and batch_size < x.shape[0] else (lambda: None)
     model.stop_training = False
     hooks.on_train_begin()
@@ -81,7 +86,7 @@ def fit(model: Any, x: Any, y: Any, epochs: int, batch_size: int, shuffle: bool,
         logs = train_epoch(model, x, y, batch_size, order(), hooks.on_batch if hooks.batch_callbacks else None)
         bad_batch = logs.pop("nonfinite_batch", None)
         if validation is not None and bad_batch is None:
-            logs.update({f"val_{k}": v for k, v in evaluate(model, *validation, validation[0].shape[0]).items()})
+            logs.update({f"val_{k}": v for k, v in evaluate(model, *validation, INFERENCE_BATCH).items()})
         hooks.on_epoch_end(epoch, logs)
         if bad_batch is not None and nan_guard:
             _warn_nonfinite(epoch, bad_batch, hooks.params["steps"])
