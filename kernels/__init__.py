@@ -44,32 +44,41 @@ engines.register("numpy", _compiled_epochs)
 training.register_permutation(_permutation)
 
 
-def warmup(backend: str = "numpy", dtypes: tuple[str, ...] = ("float32", "float64")) -> float:
-    """Compile every kernel of `backend` for `dtypes` now, instead of on first use; returns
-    the seconds it took (the compiled code is cached on disk where that is writable). The
-    compiled epochs are generated per network, so they compile on a model's first small-batch
-    fit instead, and are cached on disk too."""
+def warmup(backend: str = "numpy", dtypes: tuple[str, ...] = ("float32", "float64"), model: Any = None,
+           batch_sizes: tuple[int, ...] = (1, 32)) -> float:
+    """Compile every kernel of `backend` for `dtypes` now, instead of on first use, and, given a
+    compiled `model`, its compiled epochs at `batch_sizes`; returns the seconds it took. The
+    machine code is cached on disk where that is writable, so later processes load it."""
     import time
 
+    start = time.perf_counter()
+    for dtype in dtypes:
+        _warm_ops(backend, dtype)
+    if model is not None:
+        engine = model.backend.engines[0]
+        for batch_size in batch_sizes:
+            if hasattr(engine, "compile_now") and engine.supports(model.spec, batch_size):
+                engine.compile_now(model.spec, batch_size)
+    return time.perf_counter() - start
+
+
+def _warm_ops(backend: str, dtype: str) -> None:
     import numpy as np
 
     from fastnn import activations, losses, optimizers
     from fastnn.backend import resolve
 
-    start = time.perf_counter()
-    for dtype in dtypes:
-        be = resolve(backend, dtype, kernels=True)
-        table = be.ops
-        x = be.asarray(np.ones((4, 4)))
-        W, b = be.asarray(np.ones((4, 4)) * 0.1), be.asarray(np.zeros(4))
-        for name in activations.ACTIVATIONS:
-            act = activations.get(name)
-            y, z = table.dense_forward(x, W, b, act)
-            table.dense_backward(y, x, W, y, z, act, True)
-        for name, from_logits in (("mse", False), ("binary_crossentropy", True), ("categorical_crossentropy", True)):
-            table.loss(losses.get({"name": name, "from_logits": from_logits}), x, x)
-        for opt in (optimizers.SGD(0.1), optimizers.SGD(0.1, momentum=0.9), optimizers.Adam()):
-            params = [be.asarray(np.ones(3))]
-            opt.build(params)
-            opt.apply(params, [be.asarray(np.ones(3))], table)
-    return time.perf_counter() - start
+    be = resolve(backend, dtype, kernels=True)
+    table = be.ops
+    x = be.asarray(np.ones((4, 4)))
+    W, b = be.asarray(np.ones((4, 4)) * 0.1), be.asarray(np.zeros(4))
+    for name in activations.ACTIVATIONS:
+        act = activations.get(name)
+        y, z = table.dense_forward(x, W, b, act)
+        table.dense_backward(y, x, W, y, z, act, True)
+    for name, from_logits in (("mse", False), ("binary_crossentropy", True), ("categorical_crossentropy", True)):
+        table.loss(losses.get({"name": name, "from_logits": from_logits}), x, x)
+    for opt in (optimizers.SGD(0.1), optimizers.SGD(0.1, momentum=0.9), optimizers.Adam()):
+        params = [be.asarray(np.ones(3))]
+        opt.build(params)
+        opt.apply(params, [be.asarray(np.ones(3))], table)

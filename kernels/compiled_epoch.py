@@ -375,24 +375,50 @@ from fastnn.kernels.stack import stack_empty
 
 
 @functools.cache
-def epoch_function(plan: EpochPlan):
-    """The compiled `train_epoch` for `plan`. Where numba may cache, the source is written to a
-    file in the cache dir and imported from there, so the machine code is reused across runs."""
+def _source_file(plan: EpochPlan) -> str | None:
+    """Where the epoch's source lives in the cache dir (None where numba may not cache): named
+    by a digest of it and of the kernel sources, so a changed helper never runs stale code."""
+    if not CACHE:
+        return None
     source = _HEADER + epoch_source(plan)
-    if CACHE:
-        digest = hashlib.sha256((sources_digest() + source).encode()).hexdigest()[:20]
-        path = os.path.join(CACHE_DIR, f"fastnn_online_{digest}.py")
-        if not os.path.exists(path):
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                f.write(source)
-            os.replace(tmp, path)
-        spec = importlib.util.spec_from_file_location(f"fastnn_online_{digest}", path)
+    digest = hashlib.sha256((sources_digest() + source).encode()).hexdigest()[:20]
+    path = os.path.join(CACHE_DIR, f"fastnn_online_{digest}.py")
+    if not os.path.exists(path):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(source)
+        os.replace(tmp, path)
+    return path
+
+
+@functools.cache
+def epoch_function(plan: EpochPlan):
+    """The numba dispatcher of `train_epoch` for `plan` (it compiles on its first call). Where
+    numba may cache, the source is imported from its file in the cache dir, so the machine code
+    is reused across runs."""
+    path = _source_file(plan)
+    if path is None:
+        namespace: dict = {}
+        exec(compile(_HEADER + epoch_source(plan), f"<fastnn online {plan}>", "exec"), namespace)
+        function = namespace["train_epoch"]
+    else:
+        name = os.path.basename(path)[:-3]
+        spec = importlib.util.spec_from_file_location(name, path)
         module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # numba's cache imports it
         spec.loader.exec_module(module)
         function = module.train_epoch
-    else:
-        namespace: dict = {}
-        exec(compile(source, f"<fastnn online {plan}>", "exec"), namespace)
-        function = namespace["train_epoch"]
     return njit(cache=CACHE, nogil=True, **JIT_OPTIONS)(function)
+
+
+def compiled_before(plan: EpochPlan, ordered: bool) -> bool:
+    """Whether the disk cache holds this epoch's machine code for calls with (ordered) or
+    without a sample order, so that it loads in a fraction of a second instead of compiling."""
+    path = _source_file(plan)
+    return path is not None and os.path.exists(f"{path[:-3]}.{'ordered' if ordered else 'in-order'}.done")
+
+
+def mark_compiled(plan: EpochPlan, ordered: bool) -> None:
+    path = _source_file(plan)
+    if path is not None:
+        with open(f"{path[:-3]}.{'ordered' if ordered else 'in-order'}.done", "w"):
+            pass

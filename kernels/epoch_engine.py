@@ -8,12 +8,14 @@ the generated code does not cover, or a batch is large enough that BLAS per step
 
 from __future__ import annotations
 
+import threading
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from fastnn.engines import Engine, TrainState
-from fastnn.kernels.compiled_epoch import LOGITS, EpochPlan, epoch_function
+from fastnn.engines import Engine, LayerEngine, TrainState
+from fastnn.kernels.compiled_epoch import LOGITS, SLOT_NAMES as SLOTS, EpochPlan, compiled_before, epoch_function, mark_compiled
+from fastnn.ops import ArrayOps
 from fastnn.spec import MetricCode, NetworkSpec
 
 
@@ -52,12 +54,18 @@ class CompiledEpochEngine(Engine):
     # Compiled while batch rows x parameters stays under this times the number of layers; see
     # docs/kernels.md#compiled-epoch-threshold.
     max_work_per_layer = 80_000
+    # A network's first compile (seconds) runs on a thread while its first epochs train layer
+    # by layer on the pure path; machine code on disk loads at once (docs/kernels.md#first-fit).
+    background = True
 
     def __init__(self, backend: Any) -> None:
         super().__init__(backend)
         self.dtype = np.dtype(backend.dtype_name)
         self._epochs: dict[tuple[NetworkSpec, int], Compiled | None] = {}
         self._supported: dict[tuple[NetworkSpec, int], bool] = {}
+        self._ready: set[tuple[EpochPlan, bool]] = set()  # (plan, ordered) whose machine code is loaded
+        self._jobs: dict[tuple[EpochPlan, bool], threading.Thread] = {}
+        self.while_compiling = LayerEngine(backend, ArrayOps(backend))  # numba-free: no compiler lock to wait on
 
     def supports(self, spec: NetworkSpec, batch_size: int) -> bool:
         key = (spec, batch_size)
@@ -83,6 +91,56 @@ class CompiledEpochEngine(Engine):
             self._epochs[key] = Compiled(epoch_function(plan), plan, hyper) if plan else None
         return self._epochs[key]
 
+    def ready(self, spec: NetworkSpec, batch_size: int, ordered: bool) -> bool:
+        """Whether the compiled epoch can run now. Where its machine code is neither loaded nor
+        on disk, this starts compiling it on a thread and says no (with `background` off, it
+        compiles it now)."""
+        compiled = self.compiled(spec, batch_size)
+        kind = (compiled.plan, ordered)
+        if kind in self._ready:
+            return True
+        if not self.background or compiled_before(*kind):
+            self._compile(compiled, kind)
+            return True
+        if kind not in self._jobs:
+            # not a daemon: a short script waits at exit for the compile, which then lands on disk
+            self._jobs[kind] = threading.Thread(target=self._compile, args=(compiled, kind), daemon=False,
+                                                name=f"fastnn compiles {compiled.plan}")
+            self._jobs[kind].start()
+        return False
+
+    def _compile(self, compiled: Compiled, kind: tuple[EpochPlan, bool]) -> None:
+        """Compile (or load) the epoch by calling it on zero rows of the argument types it will get."""
+        plan, ordered = kind
+        x, y = np.zeros((0, plan.widths[0]), self.dtype), np.zeros((0, plan.widths[-1]), self.dtype)
+        arrays = []
+        for k, m in zip(plan.widths, plan.widths[1:]):  # W, b; dW, db; each slot's pair
+            for _ in range(2 + len(SLOTS[plan.optimizer])):
+                arrays += [np.zeros((k, m), self.dtype), np.zeros(m, self.dtype)]
+        compiled.function(x, y, np.zeros(0, np.int64) if ordered else None, *arrays, compiled.hyper, 0)
+        mark_compiled(*kind)
+        self._ready.add(kind)
+
+    def compile_now(self, spec: NetworkSpec, batch_size: int) -> bool:
+        """Compile (or load) the epochs for `spec` at `batch_size`, shuffled and in order, now;
+        whether the network has a compiled epoch at all."""
+        compiled = self.compiled(spec, batch_size)
+        if compiled is None:
+            return False
+        for ordered in (True, False):
+            if (compiled.plan, ordered) not in self._ready:
+                self._compile(compiled, (compiled.plan, ordered))
+        return True
+
+    def wait(self) -> None:
+        """Block until every compile started in the background has finished."""
+        for job in list(self._jobs.values()):
+            job.join()
+
+    def status(self, spec: NetworkSpec, batch_size: int) -> str:
+        compiling = any(job.is_alive() for (plan, _), job in self._jobs.items() if plan.widths == spec.widths)
+        return "compiling this network's training code (once; training meanwhile)" if compiling else ""
+
     def compiled_batch_sizes(self, spec: NetworkSpec) -> list[int]:
         """The batch sizes an epoch was compiled for, for `spec`."""
         return sorted(batch for (key, batch), compiled in self._epochs.items() if key is spec and compiled)
@@ -97,6 +155,8 @@ class CompiledEpochEngine(Engine):
         return loss, metric, bad
 
     def run_epoch(self, spec, state, x, y, batch_size, order=None, on_batch=None):
+        if not self.ready(spec, batch_size, order is not None):
+            return self.while_compiling.run_epoch(spec, state, x, y, batch_size, order, on_batch)
         if on_batch is not None:  # batch by batch, each a compiled step
             return super().run_epoch(spec, state, x, y, batch_size, order, on_batch)
         loss, metric, bad = self._train(spec, state, x, y, batch_size, order)
@@ -111,5 +171,7 @@ class CompiledEpochEngine(Engine):
         """One step through the epoch compiled for the next power of two rows, so that short
         last batches and varying train_on_batch sizes share compiled code."""
         capacity = 1 << (x.shape[0] - 1).bit_length()
+        if not self.ready(spec, capacity, False):
+            return self.while_compiling.step(spec, state, x, y)
         loss, metric, _ = self._train(spec, state, x, y, capacity, None)
         return loss, ({spec.metrics[0].name: metric} if spec.metrics else {})

@@ -11,14 +11,15 @@ from fastnn.backend import BackendUnavailableError, import_namespace
 ALL_BACKENDS = ("numpy", "array_api_strict", "cupy")
 
 
-def backend_params(names=ALL_BACKENDS):
-    """pytest params for each backend; unusable ones skip with the reason the probe gave."""
+def backend_params(names=ALL_BACKENDS, slow=()):
+    """pytest params for each backend; unusable ones skip with the reason the probe gave, and
+    those in `slow` run only under `pytest -m slow`."""
     for name in names:
-        marks = ()
+        marks = [pytest.mark.slow] if name in slow else []
         try:
             import_namespace(name)
         except BackendUnavailableError as err:
-            marks = pytest.mark.skip(reason=str(err))
+            marks.append(pytest.mark.skip(reason=str(err)))
         yield pytest.param(name, id=name, marks=marks)
 
 
@@ -42,3 +43,14 @@ def to_np(x):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def compile_in_the_foreground(monkeypatch):
+    """Tests that compare the compiled epoch with the layer-by-layer path need it compiled
+    when they run, cold cache or not; test_compiled_epoch tests the background compile itself."""
+    try:
+        from fastnn.kernels.epoch_engine import CompiledEpochEngine
+    except ImportError:
+        return
+    monkeypatch.setattr(CompiledEpochEngine, "background", False)

@@ -35,6 +35,7 @@ def test_a_wrong_implementation_is_refused():
         bench.time_case("tiny", 16, impls, reps=1)
 
 
+@pytest.mark.slow  # the harness's own implementations, each compiled: run by .ci/run
 @pytest.mark.parametrize("network", sorted(bench.NETWORKS))
 def test_reference_implementations_agree_on_first_loss(network):
     """The tutorial-style NumPy step and fastnn compute the same loss from the same weights."""

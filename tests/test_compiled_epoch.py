@@ -54,20 +54,36 @@ def assert_same(monkeypatch, *args, **kwargs):
 
 OPTIMIZERS = [{"name": "sgd", "lr": 0.05}, {"name": "sgd", "lr": 0.05, "momentum": 0.9},
               {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True}, {"name": "adam", "lr": 0.01}]
+OPTIMIZER_IDS = ["sgd", "momentum", "nesterov", "adam"]
 
 
-@pytest.mark.parametrize("activation", ["linear", "relu", "leaky_relu", "sigmoid", "tanh", "swish", "gelu"])
-@pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=["sgd", "momentum", "nesterov", "adam"])
+def matrix(cases, ids, quick):
+    """pytest params for `cases`; those whose id is not in `quick` are marked slow. Each case
+    compiles its own epoch (2-8 s with an empty cache), so the README's test command runs a
+    representative few and `pytest -m slow` (in .ci/run) the whole matrix."""
+    return [pytest.param(*(c if isinstance(c, tuple) else (c,)), id=i, marks=() if i in quick else pytest.mark.slow)
+            for c, i in zip(cases, ids)]
+
+
+ACTIVATIONS = ["linear", "relu", "leaky_relu", "sigmoid", "tanh", "swish", "gelu"]
+
+
+@pytest.mark.parametrize("activation,optimizer", matrix(
+    [(a, o) for a in ACTIVATIONS for o in OPTIMIZERS], [f"{a}-{i}" for a in ACTIVATIONS for i in OPTIMIZER_IDS],
+    quick={"relu-momentum", "gelu-adam"}))
 def test_compiled_epoch_equals_generic_for_every_activation_and_optimizer(monkeypatch, activation, optimizer):
     calls = assert_same(monkeypatch, lambda: [Dense(6, activation), Dense(1, "sigmoid")],
                         "binary_crossentropy", optimizer, RNG.integers(0, 2, 50))
     assert calls and all(c is not None for c in calls)  # the compiled path really ran
 
 
-@pytest.mark.parametrize("loss,out,last", [("mse", 2, "linear"), ("mse", 1, "sigmoid"),
-                                           ("binary_crossentropy", 1, "sigmoid"),
-                                           ("categorical_crossentropy", 3, "softmax")])
-@pytest.mark.parametrize("batch_size", [1, 7, 64])
+LOSSES = [("mse", 2, "linear"), ("mse", 1, "sigmoid"), ("binary_crossentropy", 1, "sigmoid"),
+          ("categorical_crossentropy", 3, "softmax")]
+
+
+@pytest.mark.parametrize("loss,out,last,batch_size", matrix(
+    [(*case, b) for case in LOSSES for b in (1, 7, 64)], [f"{case[0]}-{case[2]}-{b}" for case in LOSSES for b in (1, 7, 64)],
+    quick={"categorical_crossentropy-softmax-7", "binary_crossentropy-sigmoid-1"}))
 def test_compiled_epoch_equals_generic_for_every_loss(monkeypatch, loss, out, last, batch_size):
     y = RNG.integers(0, out, 50) if loss == "categorical_crossentropy" else (
         RNG.integers(0, 2, 50) if out == 1 else RNG.standard_normal((50, out)))
@@ -76,7 +92,7 @@ def test_compiled_epoch_equals_generic_for_every_loss(monkeypatch, loss, out, la
     assert calls and all(c is not None for c in calls)
 
 
-@pytest.mark.parametrize("max_bytes", [0, 1680])
+@pytest.mark.parametrize("max_bytes", matrix([0, 1680], ["heap", "step-on-stack"], quick={"heap"}))
 def test_scratch_arrays_on_the_heap_give_the_same_result(monkeypatch, max_bytes):
     """The generated code keeps its scratch arrays on the stack up to stack.MAX_BYTES and on
     the heap beyond: all on the heap, or (1 680 bytes) the step's on the stack and the gathered
@@ -96,7 +112,7 @@ def test_scratch_arrays_on_the_heap_give_the_same_result(monkeypatch, max_bytes)
         online.epoch_function.cache_clear()
 
 
-@pytest.mark.parametrize("batch_size", [1, 7])
+@pytest.mark.parametrize("batch_size", matrix([1, 7], ["1", "7"], quick={"7"}))
 def test_rows_gathered_in_blocks_give_the_same_result(monkeypatch, batch_size):
     """The epoch copies shuffled rows a block of batches at a time: with blocks of two batches
     (three samples for batch 1), 50 samples cross block boundaries and end on a part block
@@ -122,7 +138,7 @@ def test_rows_gathered_in_blocks_give_the_same_result(monkeypatch, batch_size):
         online.epoch_function.cache_clear()
 
 
-@pytest.mark.parametrize("optimizer", OPTIMIZERS[1:], ids=["momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("optimizer", matrix(OPTIMIZERS[1:], OPTIMIZER_IDS[1:], quick={"adam"}))
 def test_parameters_stay_in_the_arguments_for_wider_layers(monkeypatch, optimizer):
     """Networks no wider than 8 train on stack copies of their parameters (the tests above);
     a wider layer trains on the model's arrays in place, and equals the generic path too
@@ -137,12 +153,17 @@ def test_parameters_stay_in_the_arguments_for_wider_layers(monkeypatch, optimize
     assert "W0[...] = W0_arg" in source(tiny) and "_arg" not in source(wide)
 
 
-@pytest.mark.parametrize("layers", [
-    lambda: [Dense(1, "sigmoid")],  # one layer: its pending update meets the head's gradient
-    lambda: [Dense(2, "sigmoid"), Dense(1, "sigmoid")],
-    lambda: [Dense(12, "relu"), Dense(4, "tanh"), Dense(1, "sigmoid")],  # a first layer wider than 8
-], ids=["neuron", "gender", "wide-first"])
-@pytest.mark.parametrize("loss", ["mse", "binary_crossentropy"])
+DEFERRED_NETWORKS = {
+    "neuron": lambda: [Dense(1, "sigmoid")],  # one layer: its pending update meets the head's gradient
+    "gender": lambda: [Dense(2, "sigmoid"), Dense(1, "sigmoid")],
+    "wide-first": lambda: [Dense(12, "relu"), Dense(4, "tanh"), Dense(1, "sigmoid")],  # a first layer wider than 8
+}
+
+
+@pytest.mark.parametrize("layers,loss", matrix(
+    [(net, loss) for net in DEFERRED_NETWORKS.values() for loss in ("mse", "binary_crossentropy")],
+    [f"{name}-{loss}" for name in DEFERRED_NETWORKS for loss in ("mse", "binary_crossentropy")],
+    quick={"wide-first-mse"}))
 def test_deferred_first_layer_update_equals_generic(monkeypatch, layers, loss):
     """Online plain SGD applies layer 0's update one sample late, adding its effect to the next
     output instead (see online._forward_deferred); weights, gradients, losses and the NaN guard
@@ -211,7 +232,7 @@ def test_large_work_takes_the_generic_path(monkeypatch):
     assert len(ran) == 1
 
 
-@pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=["sgd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("optimizer", matrix(OPTIMIZERS, OPTIMIZER_IDS, quick=set()))
 def test_compiled_single_steps_equal_the_layer_by_layer_path(monkeypatch, optimizer):
     """train_on_batch (and fit with a per-batch hook) run small batches as one compiled step;
     batch sizes share compiled code per power-of-two capacity (3 runs in the code for 4)."""
@@ -230,3 +251,35 @@ def test_compiled_single_steps_equal_the_layer_by_layer_path(monkeypatch, optimi
     for a, b in zip(compiled.get_weights() + compiled.grads, generic.get_weights() + generic.grads):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     assert compiled.backend.engines[0].compiled_batch_sizes(compiled.spec) == [1, 2, 4]
+
+
+def test_first_compile_runs_in_the_background(monkeypatch):
+    """A network whose epoch is not on disk trains its first epochs layer by layer on the pure
+    path while a thread compiles it, says so to the progress bar, then switches; the result
+    equals the layer-by-layer path's. kernels.warmup(model=...) compiles the rest ahead."""
+    monkeypatch.setattr(CompiledEpochEngine, "background", True)
+    monkeypatch.setattr(CompiledEpochEngine, "max_work_per_layer", 10**9)
+    monkeypatch.setattr("fastnn.kernels.epoch_engine.compiled_before", lambda plan, ordered: False)
+    statuses = []
+    hook = fastnn.LambdaCallback(on_epoch_end=lambda epoch, logs: statuses.append(hook.params["status"]))
+    with fastnn.use("numpy", dtype="float64"):
+        model = fastnn.Sequential([Dense(7, "tanh"), Dense(1, "sigmoid")], seed=3)
+        model.compile("adam", "binary_crossentropy")
+        engine = model.backend.engines[0]
+        y = RNG.integers(0, 2, 50)
+        model.fit(X, y, epochs=2, batch_size=5, verbose=0, callbacks=[hook])
+        assert "compiling" in statuses[0]  # the first epoch did not wait for the compiler
+        engine.wait()
+        assert engine.ready(model.spec, 5, True)
+        fastnn.kernels.warmup(dtypes=(), model=model, batch_sizes=(5,))  # compiles the in-order epoch too
+        assert engine.ready(model.spec, 5, False) and engine.status(model.spec, 5) == ""
+        model.fit(X, y, epochs=2, batch_size=5, verbose=0, callbacks=[hook])
+        assert statuses[-1] == ""
+        reference = fastnn.Sequential([Dense(7, "tanh"), Dense(1, "sigmoid")], seed=3).to(
+            fastnn.backend().with_options(kernels=False))
+        reference.compile("adam", "binary_crossentropy")
+        reference.fit(X, y, epochs=2, batch_size=5, verbose=0)
+        reference.fit(X, y, epochs=2, batch_size=5, verbose=0)
+    for a, b in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+

@@ -177,7 +177,7 @@ def test_predict_and_evaluate_batch_sizes_are_checked(model, value, error, messa
 
 
 def test_integral_numpy_counts_are_accepted(model):
-    history = model.fit(X, Y, epochs=np.int64(2), batch_size=np.int32(2), verbose=0)
+    history = model.fit(X, Y, epochs=np.int64(2), batch_size=np.int32(4), verbose=0)
     assert len(history.epoch) == 2
 
 
@@ -201,7 +201,8 @@ def test_load_a_npy_file(tmp_path):
 def test_load_an_incomplete_model_file(tmp_path, drop):
     import json
 
-    m = fastnn.Sequential([Dense(3, "relu", input_dim=2), Dense(1, "sigmoid")], seed=0)
+    with fastnn.use("numpy", kernels=False):  # any optimizer state will do: no compile needed
+        m = fastnn.Sequential([Dense(3, "relu", input_dim=2), Dense(1, "sigmoid")], seed=0)
     m.compile("adam", "binary_crossentropy")
     m.fit(X, Y, verbose=0)
     path = m.save(tmp_path / "m.npz")

@@ -8,6 +8,16 @@ import pytest
 import fastnn
 from fastnn import examples
 
+from conftest import backend_params
+
+
+@pytest.fixture(params=list(backend_params(slow=("array_api_strict",))))
+def example_backend(request):
+    """The examples' thousands of online steps take seconds on the strict namespace: there,
+    they run under `pytest -m slow` (.ci/run)."""
+    with fastnn.use(request.param):
+        yield request.param
+
 
 @pytest.mark.slow  # 10 000 full-batch epochs: run by .ci/run, not by the README's test command
 def test_moons_reaches_93_percent(backend_name):
@@ -15,12 +25,12 @@ def test_moons_reaches_93_percent(backend_name):
     assert result["metrics"]["accuracy"] >= 0.93
 
 
-def test_gender_predicts_emily_and_frank(backend_name):
+def test_gender_predicts_emily_and_frank(example_backend):
     predictions = examples.gender()["predictions"]
     assert predictions["Emily"] > 0.9 and predictions["Frank"] < 0.1
 
 
-def test_logic_and_gets_all_rows_right(backend_name):
+def test_logic_and_gets_all_rows_right(example_backend):
     result = examples.logic_and()
     assert result["metrics"]["accuracy"] == 1.0
     losses = result["loss_every_100_epochs"]
@@ -39,7 +49,7 @@ def test_logic_and_tutorial_settings_do_not_separate_the_rows():
     assert history.history["accuracy"][-1] < 1.0
 
 
-def test_neuron_summed_error_falls_overall(backend_name):
+def test_neuron_summed_error_falls_overall(example_backend):
     errors = examples.neuron()["summed_error_every_100_iterations"]
     assert len(errors) == 100
     # 8 points no single neuron separates: the error falls from ~3.4 and levels off near 1.9

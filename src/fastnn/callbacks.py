@@ -81,6 +81,7 @@ class ProgressBar(Callback):
         if self.batches is not None:
             self.batches.close()
             self.batches = None
+        self.epochs.set_description(self.params.get("status") or None, refresh=False)
         self.epochs.set_postfix({k: f"{v:.4g}" for k, v in (logs or {}).items()}, refresh=False)
         self.epochs.update()
 

@@ -76,6 +76,10 @@ class Engine:
     def supports(self, spec: NetworkSpec, batch_size: int) -> bool:
         raise NotImplementedError
 
+    def status(self, spec: NetworkSpec, batch_size: int) -> str:
+        """What a progress bar may say about this engine now ("" when nothing)."""
+        return ""
+
     def step(self, spec: NetworkSpec, state: TrainState, x: Any, y: Any) -> tuple[Any, dict[str, Any]]:
         """One optimizer step on (x, y): (loss before the step, metric values), device scalars."""
         raise NotImplementedError
@@ -125,9 +129,9 @@ class LayerEngine(Engine):
 
     name = "layers"
 
-    def __init__(self, backend: Any) -> None:
+    def __init__(self, backend: Any, ops: Any = None) -> None:
         super().__init__(backend)
-        self.ops = backend.ops
+        self.ops = backend.ops if ops is None else ops
 
     def supports(self, spec: NetworkSpec, batch_size: int) -> bool:
         return True
@@ -136,7 +140,8 @@ class LayerEngine(Engine):
         """The last layer's output (its logits where the loss head is fused) and the backprops."""
         backprops, last = [], len(layers) - 1
         for i, layer in enumerate(layers):
-            x, backprop = layer.forward(x, need_dx=i > 0, logits=spec.head.fused and i == last, train=train)
+            x, backprop = layer.forward(x, need_dx=i > 0, logits=spec.head.fused and i == last, train=train,
+                                        ops=self.ops)
             backprops.append(backprop)
         return x, backprops
 

@@ -32,10 +32,12 @@ class Layer:
     def build(self, input_dim: int, rng: np.random.Generator, backend: Backend) -> None:
         self.input_dim, self.output_dim, self.backend = input_dim, input_dim, backend
 
-    def forward(self, x: Any, need_dx: bool = True, logits: bool = False, train: bool = False) -> tuple[Any, Backprop]:
+    def forward(self, x: Any, need_dx: bool = True, logits: bool = False, train: bool = False,
+                ops: Any = None) -> tuple[Any, Backprop]:
         """Output for `x` and the closure mapping d loss/d output to d loss/d x. With
         `logits=True` the activation is skipped (the loss applies it, fused). With `train=True`
-        the output may live in a scratch buffer that the next training step overwrites."""
+        the output may live in a scratch buffer that the next training step overwrites. `ops`:
+        the table to compute with (default: the backend's)."""
         raise NotImplementedError
 
     def set_params(self, params: list[Any]) -> None:
@@ -85,8 +87,8 @@ class Dense(Layer):
         b = self.bias_initializer((self.units,), rng)
         self.set_params([backend.asarray(W), backend.asarray(b)])
 
-    def forward(self, x, need_dx=True, logits=False, train=False):
-        ops, act = self.backend.ops, activations.Linear() if logits else self.activation
+    def forward(self, x, need_dx=True, logits=False, train=False, ops=None):
+        ops, act = ops or self.backend.ops, activations.Linear() if logits else self.activation
         W, b = self.params
         buffers = self.buffers if train else None
         y, z = ops.dense_forward(x, W, b, act, buffers)
@@ -119,7 +121,7 @@ class Activation(Layer):
         super().__init__()
         self.activation = activations.get(activation)
 
-    def forward(self, x, need_dx=True, logits=False, train=False):
+    def forward(self, x, need_dx=True, logits=False, train=False, ops=None):
         if logits:
             return x, lambda dy: dy
         act = self.activation

@@ -84,6 +84,7 @@ def fit(model: Any, x: Any, y: Any, epochs: int, batch_size: int, shuffle: bool,
     for epoch in range(epochs):
         hooks.on_epoch_begin(epoch)
         logs = train_epoch(model, x, y, batch_size, order(), hooks.on_batch if hooks.batch_callbacks else None)
+        params["status"] = engines.select(model.backend.engines, model.spec, batch_size).status(model.spec, batch_size)
         bad_batch = logs.pop("nonfinite_batch", None)
         if validation is not None and bad_batch is None:
             logs.update({f"val_{k}": v for k, v in evaluate(model, *validation, INFERENCE_BATCH).items()})
