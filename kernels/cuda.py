@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from numba import cuda
 
-from fastnn.kernels.scalar import act, act_grad, adam_step, bce_logits, sgd_step, softmax_cce_row
+from fastnn.kernels.scalar import act, act_grad, adam_step, bce_logits, like, sgd_step, softmax_cce_row
 
 THREADS = 256  # threads per block for the flat kernels
 BLOCK_2D = (32, 8)  # (columns, row lanes) for the column-reducing kernel
@@ -36,7 +36,7 @@ def act_grad_bias(g, y, z, code, alpha, dz, db):
     rows_per_block = (n + cuda.gridDim.y - 1) // cuda.gridDim.y
     first = cuda.blockIdx.y * rows_per_block
     last = first + rows_per_block if first + rows_per_block < n else n
-    local = g[0, 0] - g[0, 0]
+    local = like(g[0, 0], 0)  # not g[0, 0] - g[0, 0]: NaN when that element is infinite
     for i in range(first + cuda.threadIdx.y, last, cuda.blockDim.y):
         dz[i, j] = act_grad(g[i, j], y[i, j], z[i, j], code, alpha)
         local += dz[i, j]  # read back: sums in dz's dtype whatever act_grad computed in
