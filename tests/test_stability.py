@@ -58,3 +58,24 @@ def test_confident_wrong_prediction_gives_large_finite_loss(be_any):
     assert logs["loss"] == pytest.approx(1e4, rel=1e-3)  # exact via logits, not clipped to 16.1
     model.fit(np.array([[1e4], [-1e4]]), np.array([0, 1]), epochs=2, verbose=0)
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+def test_the_pure_path_never_calls_clip(monkeypatch):
+    """array-api-compat's clip on CuPy indexes with a boolean mask, which waits for the GPU:
+    activations and losses limit values with minimum/maximum instead (same results, NaN kept)."""
+    import array_api_compat.numpy as compat_numpy
+
+    monkeypatch.setattr(compat_numpy, "clip", lambda *args, **kwargs: pytest.fail("clip was called"))
+    z = compat_numpy.asarray(np.array([[-1e4, -1.0, np.nan], [0.0, 2.0, 1e4]]))
+    for name in fastnn.activations.ACTIVATIONS:
+        act = fastnn.activations.get(name)
+        y = act.forward(z)
+        act.backward(z, z, y)
+    relu = fastnn.activations.get("relu").forward(z)
+    np.testing.assert_array_equal(np.asarray(relu), [[0.0, 0.0, np.nan], [0.0, 2.0, 1e4]])
+    p = compat_numpy.asarray(np.array([[0.0, 0.5, 1.0]]))
+    t = compat_numpy.asarray(np.array([[0.0, 1.0, 1.0]]))
+    for loss in ("binary_crossentropy", "categorical_crossentropy"):
+        for from_logits in (False, True):
+            value, _ = fastnn.losses.get({"name": loss, "from_logits": from_logits})(p, t)
+            assert np.isfinite(float(value))

@@ -52,6 +52,13 @@ class Linear(Activation):
         return dy
 
 
+def between(z: Any, low: float, high: float) -> Any:
+    """z limited to [low, high], NaN kept: minimum and maximum, not clip, whose array-api-compat
+    form on CuPy indexes with a boolean mask and so waits for the GPU to count it."""
+    xp = array_namespace(z)
+    return xp.minimum(xp.maximum(z, low), high)
+
+
 def stable_sigmoid(z: Any) -> Any:
     """1 / (1 + exp(-z)) without overflow: exp is only ever taken of -|z|."""
     xp = array_namespace(z)
@@ -86,7 +93,7 @@ class ReLU(Activation):
     code = Act.RELU
 
     def forward(self, z):
-        return array_namespace(z).clip(z, min=0)
+        return array_namespace(z).maximum(z, 0.0)  # keeps NaN; clip would sync a GPU (see between())
 
     def backward(self, dy, z, y):
         return array_namespace(dy).where(y > 0, dy, 0.0)
@@ -162,7 +169,7 @@ class GELU(Activation):
 
     def _tanh(self, z):
         xp = array_namespace(z)
-        zc = xp.clip(z, min=-10.0, max=10.0)
+        zc = between(z, -10.0, 10.0)
         return zc, xp.tanh(_GELU_C * (zc + 0.044715 * zc * zc * zc))
 
     def forward(self, z):

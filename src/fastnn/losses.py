@@ -10,7 +10,7 @@ from typing import Any
 from array_api_compat import array_namespace
 
 from fastnn._registry import lookup
-from fastnn.activations import Activation, stable_sigmoid
+from fastnn.activations import Activation, between, stable_sigmoid
 from fastnn.spec import LossCode
 
 EPSILON = 1e-7  # probability clipping for cross-entropy on probabilities, as in Keras
@@ -94,9 +94,9 @@ class BinaryCrossentropy(Loss):
         size = y_pred.shape[0] * y_pred.shape[1]
         if self.from_logits:
             z = y_pred  # log(1 + exp(-|z|)) + max(z, 0) - z y: exact and overflow-free
-            value = xp.sum(xp.clip(z, min=0) - z * y_true + xp.log1p(xp.exp(-xp.abs(z))))
+            value = xp.sum(xp.maximum(z, 0.0) - z * y_true + xp.log1p(xp.exp(-xp.abs(z))))
             return value / size, (stable_sigmoid(z) - y_true) / size
-        p = xp.clip(y_pred, min=EPSILON, max=1 - EPSILON)
+        p = between(y_pred, EPSILON, 1 - EPSILON)
         value = -xp.sum(y_true * xp.log(p) + (1 - y_true) * xp.log(1 - p))
         return value / size, (p - y_true) / (p * (1 - p) * size)
 
@@ -138,7 +138,7 @@ class CategoricalCrossentropy(Loss):
             total = xp.sum(e, axis=-1, keepdims=True)
             log_p = shifted - xp.log(total)
             return -xp.sum(y_true * log_p) / n, (e / total - y_true) / n
-        p = xp.clip(y_pred, min=EPSILON, max=1 - EPSILON)
+        p = between(y_pred, EPSILON, 1 - EPSILON)
         return -xp.sum(y_true * xp.log(p)) / n, -y_true / (p * n)
 
 
