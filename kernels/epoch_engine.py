@@ -139,7 +139,7 @@ class CompiledEpochEngine(Engine):
 
     def status(self, spec: NetworkSpec, batch_size: int) -> str:
         compiling = any(job.is_alive() for (plan, _), job in self._jobs.items() if plan.widths == spec.widths)
-        return "compiling this network's training code (once; training meanwhile)" if compiling else ""
+        return "compiling this network's epoch (once)" if compiling else ""
 
     def compiled_batch_sizes(self, spec: NetworkSpec) -> list[int]:
         """The batch sizes an epoch was compiled for, for `spec`."""

@@ -104,3 +104,37 @@ def test_asarray_and_to_numpy_round_trip(backend_name):
 def test_asarray_refuses_non_numeric():
     with pytest.raises(TypeError, match="numeric"):
         fastnn.asarray(np.array(["a", "b"]))
+
+
+class DLPackOnly:
+    """An array from an unknown library that speaks only DLPack."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def __dlpack__(self, **kwargs):
+        return self.array.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self.array.__dlpack_device__()
+
+
+def test_any_dlpack_producer_comes_in_and_out(backend_name):
+    host = np.arange(6, dtype=np.float64).reshape(3, 2)
+    x = fastnn.asarray(DLPackOnly(host))
+    assert fastnn.backend().is_native(x) and x.dtype == fastnn.backend().dtype
+    np.testing.assert_array_equal(fastnn.to_numpy(x), host)
+    np.testing.assert_array_equal(fastnn.to_numpy(DLPackOnly(host)), host)
+    assert np.shares_memory(fastnn.to_numpy(DLPackOnly(host)), host)  # no copy on the host
+    labels = fastnn.asarray(DLPackOnly(np.array([0, 2, 1])))  # integers keep their dtype
+    assert fastnn.to_numpy(labels).tolist() == [0, 2, 1]
+
+
+def test_a_model_trains_on_dlpack_data(backend_name):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 2))
+    y = (x[:, 0] > 0).astype(np.float64)
+    model = fastnn.Sequential([fastnn.layers.Dense(4, "tanh"), fastnn.layers.Dense(1, "sigmoid")], seed=0)
+    model.compile("adam", "binary_crossentropy")
+    reference = model.evaluate(x, y)
+    assert model.evaluate(DLPackOnly(x), DLPackOnly(y)) == pytest.approx(reference)

@@ -212,18 +212,37 @@ def owner_of(x: Any) -> str | None:
 
 
 def to_numpy(x: Any) -> np.ndarray:
-    """A NumPy array on the host holding `x`, from any backend (CuPy, strict, NumPy, lists)."""
+    """A NumPy array on the host holding `x`: any backend's array, any DLPack producer on the
+    host (without a copy), lists and scalars."""
     owner = owner_of(x)
+    if owner == "numpy":
+        return x
     if owner == "cupy":
         return x.get()
-    if owner == "array_api_strict":
-        return np.from_dlpack(x)
     if owner == "torch":
         return x.detach().cpu().numpy()
+    if hasattr(x, "__dlpack__"):
+        try:
+            return np.from_dlpack(x)
+        except (BufferError, RuntimeError, TypeError, ValueError) as err:
+            raise TypeError(f"cannot bring a {type(x).__name__} to the host through DLPack ({err}); "
+                            "convert it to a NumPy array first") from err
     return np.asarray(x)
 
 
+def _from_dlpack(be: Backend, x: Any) -> Any:
+    """`x` as an array of `be` through DLPack, without a copy where the devices match; None
+    where it cannot (another device, an unsupported dtype), for the host route to try."""
+    try:
+        return be.xp.from_dlpack(x)
+    except (AttributeError, BufferError, RuntimeError, TypeError, ValueError):
+        return None
+
+
 def _to_backend(be: Backend, x: Any, dtype: Any) -> Any:
+    if not be.is_native(x) and hasattr(x, "__dlpack__"):
+        shared = _from_dlpack(be, x)  # zero-copy where the devices match; else the host route below
+        x = x if shared is None else shared
     if not be.is_native(x):
         x = to_numpy(x)
     if getattr(x.dtype, "kind", "f") not in "biuf":  # strict's dtypes have no kind: always numeric
@@ -238,7 +257,7 @@ def _to_backend(be: Backend, x: Any, dtype: Any) -> Any:
 
 
 def asarray(x: Any, dtype: Any = None) -> Any:
-    """`x` (lists, NumPy, CuPy or strict arrays) as an array of the active backend.
+    """`x` (lists, NumPy, CuPy or strict arrays, any DLPack producer) as an array of the active backend.
 
     Floating data takes the backend's float dtype unless `dtype` says otherwise; integer and
     boolean data keep their dtype.
