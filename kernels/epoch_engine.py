@@ -30,7 +30,8 @@ def plan_for(spec: NetworkSpec, batch_size: int) -> EpochPlan | None:
     cover the network (layers, activations, loss head, optimizer or metrics)."""
     head, optimizer, acts = spec.head, spec.optimizer, [layer.activation for layer in spec.layers]
     if (not spec.dense_only or head is None or head.code is None or optimizer is None
-            or optimizer.rule not in ("sgd", "momentum", "nesterov", "adam") or len(spec.metrics) > 1
+            or optimizer.rule not in ("sgd", "momentum", "nesterov", "adam") or optimizer.clipped
+            or len(spec.metrics) > 1
             or any(m.code is None for m in spec.metrics)
             or any(a.code is None for a in acts[:-1]) or (not head.fused and acts[-1].code is None)):
         return None

@@ -12,6 +12,7 @@ from typing import Any, Callable
 from array_api_compat import array_namespace
 
 from fastnn._registry import lookup
+from fastnn.activations import between
 from fastnn.checks import check_number
 from fastnn.spec import OptimizerSpec
 
@@ -40,30 +41,72 @@ class Hyperparameter:
         obj.revision = obj.__dict__.get("revision", 0) + 1
 
 
+class Clipping:
+    """Keras's gradient clipping, one mode at most: `clipnorm` (each gradient to that L2 norm),
+    `global_clipnorm` (all of them together, as torch.nn.utils.clip_grad_norm_) or `clipvalue`
+    (each element to [-clipvalue, clipvalue]). Device arithmetic only: no host sync."""
+
+    def __init__(self, clipnorm: float | None = None, clipvalue: float | None = None,
+                 global_clipnorm: float | None = None) -> None:
+        given = {k: v for k, v in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
+                                   ("global_clipnorm", global_clipnorm)) if v is not None}
+        if len(given) > 1:
+            raise ValueError(f"set at most one of clipnorm, clipvalue and global_clipnorm, got {sorted(given)}")
+        for key, value in given.items():
+            if not check_number(value, key) > 0:
+                raise ValueError(f"{key} must be positive, got {value}")
+        self.mode, self.limit = next(iter(given.items()), (None, None))
+
+    def __bool__(self) -> bool:
+        return self.mode is not None
+
+    def __call__(self, grads: list[Any]) -> list[Any]:
+        if self.mode is None or not grads:
+            return grads
+        xp = array_namespace(grads[0])
+        if self.mode == "clipvalue":
+            return [between(g, -self.limit, self.limit) for g in grads]
+        if self.mode == "clipnorm":
+            return [g * (self.limit / xp.maximum(xp.sqrt(xp.sum(g * g)), self.limit)) for g in grads]
+        total = xp.sqrt(sum(xp.sum(g * g) for g in grads))
+        return [g * xp.minimum(self.limit / (total + 1e-6), 1.0) for g in grads]
+
+    def config(self) -> dict:
+        return {} if self.mode is None else {self.mode: self.limit}
+
+
 class Optimizer:
+    """Base class. Every optimizer takes `learning_rate=` as well as `lr` (the first wins when
+    given) and one of `clipnorm`, `clipvalue`, `global_clipnorm`."""
+
     name = "optimizer"
     slot_names: tuple[str, ...] = ()
     lr = Hyperparameter(low_open=True)
 
-    def __init__(self, lr: float) -> None:
-        self.lr = lr
+    def __init__(self, lr: float, learning_rate: float | None = None, clipnorm: float | None = None,
+                 clipvalue: float | None = None, global_clipnorm: float | None = None) -> None:
+        self.lr = lr if learning_rate is None else learning_rate
+        self.clipping = Clipping(clipnorm, clipvalue, global_clipnorm)
         self.iterations = 0
         self.state: list[dict[str, Any]] = []
 
+    def initial_slot(self, name: str, p: Any) -> Any:
+        """A fresh state array for parameter `p` (zeros unless an optimizer says otherwise)."""
+        return array_namespace(p).zeros_like(p)
+
     def build(self, params: list[Any]) -> None:
-        """Create zeroed state for `params` (called by the model; idempotent for the same shapes)."""
+        """Create fresh state for `params` (called by the model; idempotent for the same shapes)."""
         if len(self.state) == len(params) and all(
             s[k].shape == p.shape for s, p in zip(self.state, params) for k in s
         ):
             return
-        self.state = [
-            {k: array_namespace(p).zeros_like(p) for k in self.slot_names} for p in params
-        ]
+        self.state = [{k: self.initial_slot(k, p) for k in self.slot_names} for p in params]
         self.iterations = 0
 
     def apply(self, params: list[Any], grads: list[Any], ops: Any = None) -> None:
         """One update step of every parameter, in place. `ops` may supply a fused kernel."""
         self.iterations += 1
+        grads = self.clipping(grads)
         update = getattr(ops, f"{self.name}_update", None) if ops is not None else None
         for p, g, s in zip(params, grads, self.state):
             if update is None or not update(self, p, g, s):
@@ -72,16 +115,20 @@ class Optimizer:
     def update(self, p: Any, g: Any, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def hyperparameters(self) -> dict:
+        """The constructor's arguments beyond lr and clipping, as get_config writes them."""
+        return {}
+
     def spec(self) -> OptimizerSpec:
         """The update rule and hyper-parameters, as engines read them."""
-        raise NotImplementedError
+        return OptimizerSpec(self.name, self.lr, slots=self.slot_names, clipped=bool(self.clipping))
 
     def map_state(self, fn: Callable[[Any], Any]) -> None:
         """Replace every state array by fn(array) (moving it to another backend, say)."""
         self.state = [{k: fn(v) for k, v in s.items()} for s in self.state]
 
     def get_config(self) -> dict:
-        return {"name": self.name, "lr": self.lr}
+        return {"name": self.name, "lr": self.lr, **self.hyperparameters(), **self.clipping.config()}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
@@ -95,8 +142,8 @@ class SGD(Optimizer):
     name = "sgd"
     momentum = Hyperparameter(high=1.0)
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
-        super().__init__(lr)
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, **options: Any) -> None:
+        super().__init__(lr, **options)
         self.momentum, self.nesterov = momentum, bool(nesterov)
         if nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs a momentum > 0")
@@ -113,10 +160,11 @@ class SGD(Optimizer):
 
     def spec(self) -> OptimizerSpec:
         rule = "sgd" if self.momentum == 0 else "nesterov" if self.nesterov else "momentum"
-        return OptimizerSpec(rule, self.lr, momentum=self.momentum, slots=self.slot_names)
+        return OptimizerSpec(rule, self.lr, momentum=self.momentum, slots=self.slot_names,
+                             clipped=bool(self.clipping))
 
-    def get_config(self) -> dict:
-        return {"name": self.name, "lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
+    def hyperparameters(self) -> dict:
+        return {"momentum": self.momentum, "nesterov": self.nesterov}
 
 
 class Adam(Optimizer):
@@ -126,8 +174,9 @@ class Adam(Optimizer):
     slot_names = ("m", "v")
     beta_1, beta_2, epsilon = Hyperparameter(high=1.0), Hyperparameter(high=1.0), Hyperparameter()
 
-    def __init__(self, lr: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8) -> None:
-        super().__init__(lr)
+    def __init__(self, lr: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+                 **options: Any) -> None:
+        super().__init__(lr, **options)
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
 
     def step_sizes(self) -> tuple[float, float]:
@@ -146,17 +195,101 @@ class Adam(Optimizer):
         p -= step * (m / (xp.sqrt(v) / root_bc2 + self.epsilon))
 
     def spec(self) -> OptimizerSpec:
-        return OptimizerSpec("adam", self.lr, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
-                             slots=self.slot_names)
+        return OptimizerSpec(self.name, self.lr, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
+                             slots=self.slot_names, clipped=bool(self.clipping))
 
-    def get_config(self) -> dict:
-        return {"name": self.name, "lr": self.lr, "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}
+    def hyperparameters(self) -> dict:
+        return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {SGD.name: SGD, Adam.name: Adam}
+class AdamW(Adam):
+    """Adam with decoupled weight decay, as torch.optim.AdamW: p *= 1 - lr * weight_decay, then
+    the Adam step."""
+
+    name = "adamw"
+    weight_decay = Hyperparameter()
+
+    def __init__(self, lr: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+                 weight_decay: float = 0.01, **options: Any) -> None:
+        super().__init__(lr, beta_1, beta_2, epsilon, **options)
+        self.weight_decay = weight_decay
+
+    def update(self, p, g, state):
+        p *= 1 - self.lr * self.weight_decay
+        super().update(p, g, state)
+
+    def hyperparameters(self) -> dict:
+        return {**super().hyperparameters(), "weight_decay": self.weight_decay}
+
+
+class RMSprop(Optimizer):
+    """torch.optim.RMSprop under Keras's names (rho is torch's alpha): a running mean of g²
+    (centered: minus the square of g's running mean), eps added after the square root, and
+    optional momentum on the scaled step."""
+
+    name = "rmsprop"
+    rho, momentum, epsilon = Hyperparameter(high=1.0), Hyperparameter(high=1.0), Hyperparameter()
+
+    def __init__(self, lr: float = 0.001, rho: float = 0.9, momentum: float = 0.0, epsilon: float = 1e-7,
+                 centered: bool = False, **options: Any) -> None:
+        super().__init__(lr, **options)
+        self.rho, self.momentum, self.epsilon, self.centered = rho, momentum, epsilon, bool(centered)
+        self.slot_names = ("square_avg", *(("grad_avg",) if centered else ()), *(("momentum",) if momentum else ()))
+
+    def update(self, p, g, state):
+        xp = array_namespace(p)
+        square_avg = state["square_avg"]
+        square_avg *= self.rho
+        square_avg += (1 - self.rho) * (g * g)
+        if self.centered:
+            grad_avg = state["grad_avg"]
+            grad_avg *= self.rho
+            grad_avg += (1 - self.rho) * g
+            avg = xp.sqrt(square_avg - grad_avg * grad_avg) + self.epsilon
+        else:
+            avg = xp.sqrt(square_avg) + self.epsilon
+        if not self.momentum:
+            p -= self.lr * (g / avg)
+            return
+        buf = state["momentum"]
+        buf *= self.momentum
+        buf += g / avg
+        p -= self.lr * buf
+
+    def hyperparameters(self) -> dict:
+        return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon, "centered": self.centered}
+
+
+class Adagrad(Optimizer):
+    """torch.optim.Adagrad (lr_decay 0) under Keras's names: a running sum of g², starting at
+    `initial_accumulator_value`; eps added after the square root."""
+
+    name = "adagrad"
+    slot_names = ("sum",)
+    initial_accumulator_value, epsilon = Hyperparameter(), Hyperparameter()
+
+    def __init__(self, lr: float = 0.001, initial_accumulator_value: float = 0.1, epsilon: float = 1e-7,
+                 **options: Any) -> None:
+        super().__init__(lr, **options)
+        self.initial_accumulator_value, self.epsilon = initial_accumulator_value, epsilon
+
+    def initial_slot(self, name, p):
+        xp = array_namespace(p)
+        return xp.full_like(p, self.initial_accumulator_value)
+
+    def update(self, p, g, state):
+        xp = array_namespace(p)
+        total = state["sum"]
+        total += g * g
+        p -= self.lr * (g / (xp.sqrt(total) + self.epsilon))
+
+    def hyperparameters(self) -> dict:
+        return {"initial_accumulator_value": self.initial_accumulator_value, "epsilon": self.epsilon}
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
 
 
 def get(optimizer: str | dict | Optimizer) -> Optimizer:
-    """An Optimizer from a name ("sgd", "adam"), a config dict or an instance."""
+    """An Optimizer from a name ("sgd", "adam", "adamw", "rmsprop", "adagrad"), a config dict or an instance."""
     return lookup("optimizer", optimizer, Optimizer, OPTIMIZERS)

@@ -82,7 +82,8 @@ class MetricSpec:
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """The update rule ("sgd", "momentum", "nesterov", "adam") and its hyper-parameters."""
+    """The update rule ("sgd", "momentum", "nesterov", "adam", or another optimizer's name) and
+    the hyper-parameters compiled code reads."""
 
     rule: str
     lr: float
@@ -91,6 +92,7 @@ class OptimizerSpec:
     beta_2: float = 0.0
     epsilon: float = 0.0
     slots: tuple[str, ...] = ()  # the state arrays each parameter carries, in order
+    clipped: bool = False  # gradients are clipped before the update
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: engines key caches on it
