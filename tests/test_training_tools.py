@@ -143,3 +143,42 @@ def test_progress_bar_per_batch_on_long_epochs(capsys):
     model.fit(x, y, epochs=1, batch_size=1, verbose=1)
     err = capsys.readouterr().err
     assert "/1200" in err and "batch/s" in err  # the transient per-batch bar
+
+
+def test_validation_split_holds_out_the_last_rows(backend_name):
+    x = np.random.default_rng(0).standard_normal((50, 2))
+    y = (x[:, 0] > 0).astype(float)
+    split, explicit = xor_model(), xor_model()
+    h1 = split.fit(x, y, epochs=3, batch_size=8, validation_split=0.2, verbose=0)
+    h2 = explicit.fit(x[:40], y[:40], epochs=3, batch_size=8, validation_data=(x[40:], y[40:]), verbose=0)
+    assert h1.history.keys() == h2.history.keys() >= {"val_loss", "val_accuracy"}
+    np.testing.assert_allclose(h1.history["val_loss"], h2.history["val_loss"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("split,message", [(1.0, r"validation_split must be in \(0, 1\)"),
+                                           (-0.1, r"validation_split must be in \(0, 1\)"),
+                                           (0.9, "leaves an empty training set")])
+def test_validation_split_out_of_range(split, message):
+    with pytest.raises(ValueError, match=message):
+        xor_model().fit(X, Y, validation_split=split, verbose=0)
+    with pytest.raises(ValueError, match="validation_data or validation_split, not both"):
+        xor_model().fit(X, Y, validation_split=0.5, validation_data=(X, Y), verbose=0)
+
+
+def test_initial_epoch_resumes_the_count(backend_name):
+    model = xor_model()
+    seen = []
+    history = model.fit(X, Y, epochs=5, initial_epoch=3, verbose=0,
+                        callbacks=[fastnn.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: seen.append(epoch))])
+    assert seen == [3, 4] and history.epoch == [3, 4]
+
+
+def test_evaluate_and_predict_show_progress_when_asked(capsys):
+    model = xor_model()
+    x = np.tile(X, (10, 1))
+    model.evaluate(x, np.tile(Y, 10), batch_size=4, verbose=1)
+    model.predict(x, batch_size=4, verbose=1)
+    err = capsys.readouterr().err
+    assert "10/10" in err
+    model.evaluate(x, np.tile(Y, 10), batch_size=4)
+    assert capsys.readouterr().err == ""

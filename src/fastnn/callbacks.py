@@ -68,7 +68,8 @@ class ProgressBar(Callback):
         return self.params.get("steps", 0) >= self.min_batches
 
     def on_train_begin(self, logs=None):
-        self.epochs = tqdm(total=self.params["epochs"], unit="epoch", leave=True)
+        start = self.params.get("initial_epoch", 0)
+        self.epochs = tqdm(initial=start, total=self.params["epochs"], unit="epoch", leave=True)
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.wants_batches():

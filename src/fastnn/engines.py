@@ -185,9 +185,11 @@ class LayerEngine(Engine):
             layer.grads, summed = summed[:len(layer.grads)], summed[len(layer.grads):]
         return totals.pop("loss"), totals
 
-    def evaluate(self, spec: NetworkSpec, state: TrainState, x: Any, y: Any, batch_size: int) -> dict[str, float]:
+    def evaluate(self, spec: NetworkSpec, state: TrainState, x: Any, y: Any, batch_size: int,
+                 on_batch: OnBatch | None = None) -> dict[str, float]:
         """Mean loss and metrics over (x, y) in batches, without training."""
-        logs = over_batches(lambda xb, yb: self.loss_and_metrics(spec, state, xb, yb, train=False), x, y, batch_size)
+        logs = over_batches(lambda xb, yb: self.loss_and_metrics(spec, state, xb, yb, train=False), x, y, batch_size,
+                            on_batch)
         logs.pop("nonfinite_batch", None)
         return logs
 

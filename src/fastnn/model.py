@@ -10,13 +10,14 @@ import math
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from fastnn import layers as layers_module
 from fastnn import losses, optimizers, training
 from fastnn.training import INFERENCE_BATCH
 from fastnn.backend import Backend, host_rng, resolve, to_numpy
 from fastnn.callbacks import Callback, History, ProgressBar
-from fastnn.checks import check_count, check_features, check_targets
+from fastnn.checks import check_count, check_features, check_number, check_targets
 from fastnn.engines import TrainState
 from fastnn.layers import Dense, Layer
 from fastnn.spec import NetworkSpec, describe
@@ -223,20 +224,26 @@ class Sequential:
 
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int | None = 32, shuffle: bool = True,
             validation_data: tuple[Any, Any] | None = None, callbacks: Sequence[Callback] | None = None,
-            verbose: int = 1, nan_guard: bool = True) -> History:
-        """Train for `epochs` passes over (x, y). `batch_size=None` is full batch, 1 is online
-        SGD. Returns a History whose `.history` maps "loss", metrics and "val_*" to lists. A
-        progress bar (a ProgressBar callback) shows unless verbose=0. With `nan_guard`, a NaN/Inf
-        loss stops training with a warning that names the epoch and batch."""
+            verbose: int = 1, nan_guard: bool = True, validation_split: float = 0.0, initial_epoch: int = 0) -> History:
+        """Train for `epochs` passes over (x, y), counting from `initial_epoch` (Keras's meaning:
+        `epochs` is the index to stop at). `batch_size=None` is full batch, 1 is online SGD.
+        `validation_split` holds out the last fraction of the rows, before shuffling, as
+        validation data. Returns a History whose `.history` maps "loss", metrics and "val_*" to
+        lists. A progress bar (a ProgressBar callback) shows unless verbose=0. With `nan_guard`,
+        a NaN/Inf loss stops training with a warning that names the epoch and batch."""
         self._require_compiled()
         epochs = check_count(epochs, "epochs", minimum=0)
+        initial_epoch = check_count(initial_epoch, "initial_epoch", minimum=0)
         batch_size = None if batch_size is None else check_count(batch_size, "batch_size")
         hooks = [*_check_callbacks(callbacks), *([ProgressBar()] if verbose else [])]
         x, y = self.prepare(x, _require_targets(y, "fit"))
-        validation = self.prepare(*_pair(validation_data)) if validation_data is not None else None
+        (x, y), validation = _split(x, y, validation_split, validation_data is not None)
+        if validation_data is not None:
+            validation = self.prepare(*_pair(validation_data))
         batch_size = x.shape[0] if batch_size is None else min(batch_size, x.shape[0])
         self.optimizer.build(self.params)
-        return training.fit(self, x, y, epochs, batch_size, shuffle, validation, hooks, nan_guard, self._shuffle_rng)
+        return training.fit(self, x, y, range(initial_epoch, epochs), batch_size, shuffle, validation, hooks,
+                            nan_guard, self._shuffle_rng)
 
     def train_on_batch(self, x: Any, y: Any) -> float:
         """One optimizer step on (x, y); returns the loss before the step."""
@@ -245,21 +252,22 @@ class Sequential:
         self.optimizer.build(self.params)
         return float(training.train_step(self, x, y)[0])
 
-    def evaluate(self, x: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
+    def evaluate(self, x: Any, y: Any, batch_size: int | None = None, verbose: int = 0) -> dict[str, float]:
         """{"loss": ..., metric: ...} over (x, y), without training, in batches of `batch_size`
-        rows (default: INFERENCE_BATCH)."""
+        rows (default: INFERENCE_BATCH); verbose=1 shows a progress bar over the batches."""
         self._require_compiled()
         batch_size = INFERENCE_BATCH if batch_size is None else check_count(batch_size, "batch_size")
         x, y = self.prepare(x, _require_targets(y, "evaluate"))
-        return training.evaluate(self, x, y, batch_size)
+        return training.evaluate(self, x, y, batch_size, verbose=bool(verbose))
 
-    def predict(self, x: Any, batch_size: int | None = None) -> Any:
+    def predict(self, x: Any, batch_size: int | None = None, verbose: int = 0) -> Any:
         """The model's outputs for x, as an array of the model's backend, computed in batches of
-        `batch_size` rows (default: INFERENCE_BATCH)."""
+        `batch_size` rows (default: INFERENCE_BATCH); verbose=1 shows a progress bar."""
         step = INFERENCE_BATCH if batch_size is None else check_count(batch_size, "batch_size")
         x, _ = self.prepare(x)
         n = x.shape[0]
-        parts = [self._forward(x[i:min(i + step, n), ...]) for i in range(0, n, step)]
+        starts = tqdm(range(0, n, step), unit="batch", disable=not verbose)
+        parts = [self._forward(x[i:min(i + step, n), ...]) for i in starts]
         return parts[0] if len(parts) == 1 else self.backend.xp.concat(parts, axis=0)
 
     def _forward(self, x: Any) -> Any:
@@ -293,6 +301,22 @@ def _pair(validation_data: Any) -> tuple[Any, Any]:
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
         raise ValueError("validation_data must be a pair (x_val, y_val)")
     return _require_targets(validation_data[0], "validation_data"), _require_targets(validation_data[1], "validation_data")
+
+
+def _split(x: Any, y: Any, fraction: Any, has_validation_data: bool) -> tuple[tuple[Any, Any], tuple | None]:
+    """((x, y) to train on, (x, y) to validate on or None): the last `fraction` of the rows, as
+    Keras takes them (before any shuffling)."""
+    fraction = check_number(fraction, "validation_split")
+    if fraction == 0:
+        return (x, y), None
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation_split must be in (0, 1), got {fraction}")
+    if has_validation_data:
+        raise ValueError("give validation_data or validation_split, not both")
+    split_at = int(math.floor(x.shape[0] * (1 - fraction)))
+    if split_at == 0:  # floor keeps at least one validation row
+        raise ValueError(f"validation_split={fraction} of {x.shape[0]} rows leaves an empty training set")
+    return (x[:split_at, ...], y[:split_at, ...]), (x[split_at:, ...], y[split_at:, ...])
 
 
 def _require_targets(y: Any, where: str) -> Any:

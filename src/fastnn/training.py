@@ -9,6 +9,7 @@ import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from fastnn import engines, extensions
 from fastnn.callbacks import Callback, History
@@ -70,18 +71,19 @@ class CallbackList:
             callback.on_train_end()
 
 
-def fit(model: Any, x: Any, y: Any, epochs: int, batch_size: int, shuffle: bool, validation: tuple | None,
+def fit(model: Any, x: Any, y: Any, epochs: range, batch_size: int, shuffle: bool, validation: tuple | None,
         callbacks: Sequence[Callback], nan_guard: bool, rng: np.random.Generator) -> History:
-    """Train `model` on prepared arrays; see Sequential.fit."""
+    """Train `model` on prepared arrays for the epoch indices in `epochs`; see Sequential.fit."""
     history = History()
     logs = ["loss", *(metric.name for metric in model.spec.metrics)]
     logs += [f"val_{name}" for name in logs] if validation is not None else []
-    params = {"epochs": epochs, "steps": math.ceil(x.shape[0] / batch_size), "metrics": logs}
+    params = {"epochs": epochs.stop, "initial_epoch": epochs.start, "steps": math.ceil(x.shape[0] / batch_size),
+              "metrics": logs}
     hooks = CallbackList([history, *callbacks], model, params)
     order = Shuffler(rng, x.shape[0]) if shuffle and batch_size < x.shape[0] else (lambda: None)
     model.stop_training = False
     hooks.on_train_begin()
-    for epoch in range(epochs):
+    for epoch in epochs:
         hooks.on_epoch_begin(epoch)
         logs = train_epoch(model, x, y, batch_size, order(), hooks.on_batch if hooks.batch_callbacks else None)
         params["status"] = engines.select(model.backend.engines, model.spec, batch_size).status(model.spec, batch_size)
@@ -118,6 +120,9 @@ def train_step(model: Any, x: Any, y: Any) -> tuple[Any, dict[str, Any]]:
     return engines.select(model.backend.engines, spec, x.shape[0]).step(spec, state, x, y)
 
 
-def evaluate(model: Any, x: Any, y: Any, batch_size: int) -> dict[str, float]:
-    """Mean loss and metrics over prepared (x, y), without training (the layer-by-layer engine)."""
-    return model.backend.engines[-1].evaluate(model.spec, model.train_state(), x, y, batch_size)
+def evaluate(model: Any, x: Any, y: Any, batch_size: int, verbose: bool = False) -> dict[str, float]:
+    """Mean loss and metrics over prepared (x, y), without training (the layer-by-layer engine);
+    `verbose` shows a progress bar over the batches."""
+    with tqdm(total=math.ceil(x.shape[0] / batch_size), unit="batch", disable=not verbose) as bar:
+        return model.backend.engines[-1].evaluate(model.spec, model.train_state(), x, y, batch_size,
+                                                   on_batch=(lambda i, loss: bar.update()) if verbose else None)
