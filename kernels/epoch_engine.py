@@ -14,7 +14,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fastnn.engines import Engine, LayerEngine, TrainState
-from fastnn.kernels.compiled_epoch import LOGITS, SLOT_NAMES as SLOTS, EpochPlan, compiled_before, epoch_function, mark_compiled
+from fastnn.kernels.compiled_epoch import LOGITS, EpochPlan, compiled_before, epoch_function, mark_compiled
+from fastnn.kernels.compiled_epoch import SLOT_NAMES as SLOTS
 from fastnn.ops import ArrayOps
 from fastnn.spec import MetricCode, NetworkSpec
 
@@ -30,7 +31,7 @@ def plan_for(spec: NetworkSpec, batch_size: int) -> EpochPlan | None:
     cover the network (layers, activations, loss head, optimizer or metrics)."""
     head, optimizer, acts = spec.head, spec.optimizer, [layer.activation for layer in spec.layers]
     if (not spec.dense_only or head is None or head.code is None or optimizer is None
-            or optimizer.rule not in ("sgd", "momentum", "nesterov", "adam") or optimizer.clipped
+            or optimizer.rule not in ("sgd", "momentum", "nesterov", "adam") or optimizer.clipped or optimizer.scheduled
             or len(spec.metrics) > 1
             or any(m.code is None for m in spec.metrics)
             or any(a.code is None for a in acts[:-1]) or (not head.fused and acts[-1].code is None)):

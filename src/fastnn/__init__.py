@@ -8,7 +8,8 @@
     model.fit(x, y, epochs=100)
 """
 
-from fastnn import activations, callbacks, datasets, engines, initializers, layers, losses, metrics, optimizers, spec
+from fastnn import (activations, callbacks, datasets, engines, initializers, layers, losses, metrics, optimizers,
+                    schedules, spec)
 from fastnn.backend import (
     Backend,
     BackendMismatchError,
@@ -19,7 +20,8 @@ from fastnn.backend import (
     to_numpy,
     use,
 )
-from fastnn.callbacks import Callback, EarlyStopping, History, LambdaCallback, ModelCheckpoint, ProgressBar
+from fastnn.callbacks import (Callback, EarlyStopping, History, LambdaCallback, LearningRateScheduler, ModelCheckpoint,
+                              ProgressBar, ReduceLROnPlateau)
 from fastnn.model import Sequential
 from fastnn.saving import load
 
@@ -27,7 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backend", "BackendMismatchError", "BackendUnavailableError", "Callback", "EarlyStopping", "History",
-    "LambdaCallback", "ModelCheckpoint", "ProgressBar", "Sequential",
+    "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "Sequential",
     "activations", "asarray", "available_backends", "backend", "callbacks", "datasets", "engines", "initializers",
-    "layers", "load", "losses", "metrics", "optimizers", "spec", "to_numpy", "use",
+    "layers", "load", "losses", "metrics", "optimizers", "schedules", "spec", "to_numpy", "use",
 ]

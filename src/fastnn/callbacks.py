@@ -123,6 +123,54 @@ class EarlyStopping(Callback):
                 self.model.set_weights(self.best_weights)
 
 
+class LearningRateScheduler(Callback):
+    """Sets the optimizer's learning rate at each epoch's start to `schedule(epoch, lr)`."""
+
+    def __init__(self, schedule: Any, verbose: int = 0) -> None:
+        if not callable(schedule):
+            raise TypeError(f"schedule must be a function (epoch, lr) -> lr, got {schedule!r}")
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        lr = self.schedule(epoch, self.model.optimizer.lr)
+        self.model.optimizer.lr = lr  # checked there: a number > 0
+        if self.verbose:
+            print(f"epoch {epoch + 1}: learning rate {lr:.6g}")
+
+
+class ReduceLROnPlateau(Callback):
+    """Keras's ReduceLROnPlateau: when `monitor` has not improved by `min_delta` for `patience`
+    epochs, multiply the learning rate by `factor` (not below `min_lr`), then wait `cooldown`
+    epochs before counting again."""
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, mode: str = "auto",
+                 min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0, verbose: int = 0) -> None:
+        if not 0 < factor < 1:
+            raise ValueError(f"ReduceLROnPlateau factor must be in (0, 1), got {factor}")
+        self.monitor, self.factor, self.patience, self.min_delta = monitor, factor, patience, abs(min_delta)
+        self.sign = -1.0 if mode == "min" or (mode == "auto" and "acc" not in monitor) else 1.0
+        self.cooldown, self.min_lr, self.verbose = cooldown, min_lr, verbose
+
+    def on_train_begin(self, logs=None):
+        _check_logged(self, self.monitor, "monitors")
+        self.best, self.wait, self.cooldown_left = None, 0, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        score = self.sign * (logs or {})[self.monitor]
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
+        if self.best is None or score > self.best + self.min_delta:
+            self.best, self.wait = score, 0
+        elif self.cooldown_left == 0:
+            self.wait += 1
+            if self.wait >= self.patience and self.model.optimizer.lr > self.min_lr:
+                self.model.optimizer.lr = max(self.model.optimizer.lr * self.factor, self.min_lr)
+                if self.verbose:
+                    print(f"epoch {epoch + 1}: ReduceLROnPlateau sets the learning rate to {self.model.optimizer.lr:.6g}")
+                self.cooldown_left, self.wait = self.cooldown, 0
+
+
 class ModelCheckpoint(Callback):
     """Save the model after each epoch (or only when `monitor` improves) to `filepath`, which
     may contain `{epoch}` and any log key, e.g. "model-{epoch:03d}-{val_loss:.3f}.npz"."""

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from array_api_compat import array_namespace
 
+from fastnn import schedules
 from fastnn._registry import lookup
 from fastnn.activations import between
 from fastnn.checks import check_number
@@ -37,7 +38,11 @@ class Hyperparameter:
         if too_low or not value < self.high:
             interval = f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g})"
             raise ValueError(f"{type(obj).__name__} {self.name} must be in {interval}, got {value}")
-        obj.__dict__[self.key] = value
+        self.store(obj, value)
+
+    def store(self, obj: Any, value: float) -> None:
+        """Set without the range check (a schedule may reach 0), still bumping the revision."""
+        obj.__dict__[self.key] = float(value)
         obj.revision = obj.__dict__.get("revision", 0) + 1
 
 
@@ -83,9 +88,12 @@ class Optimizer:
     slot_names: tuple[str, ...] = ()
     lr = Hyperparameter(low_open=True)
 
-    def __init__(self, lr: float, learning_rate: float | None = None, clipnorm: float | None = None,
+    def __init__(self, lr: Any, learning_rate: Any = None, clipnorm: float | None = None,
                  clipvalue: float | None = None, global_clipnorm: float | None = None) -> None:
-        self.lr = lr if learning_rate is None else learning_rate
+        rate = lr if learning_rate is None else learning_rate
+        is_schedule = isinstance(rate, (schedules.LearningRateSchedule, dict))
+        self.schedule = schedules.get(rate) if is_schedule else None  # lr follows it, step by step
+        self.lr = self.schedule(0) if is_schedule else rate
         self.clipping = Clipping(clipnorm, clipvalue, global_clipnorm)
         self.iterations = 0
         self.state: list[dict[str, Any]] = []
@@ -105,6 +113,8 @@ class Optimizer:
 
     def apply(self, params: list[Any], grads: list[Any], ops: Any = None) -> None:
         """One update step of every parameter, in place. `ops` may supply a fused kernel."""
+        if self.schedule is not None:  # the rate for the step about to be made, as Keras; it may reach 0
+            Optimizer.lr.store(self, self.schedule(self.iterations))
         self.iterations += 1
         grads = self.clipping(grads)
         update = getattr(ops, f"{self.name}_update", None) if ops is not None else None
@@ -121,14 +131,19 @@ class Optimizer:
 
     def spec(self) -> OptimizerSpec:
         """The update rule and hyper-parameters, as engines read them."""
-        return OptimizerSpec(self.name, self.lr, slots=self.slot_names, clipped=bool(self.clipping))
+        return OptimizerSpec(self.name, self.lr, slots=self.slot_names, **self.spec_flags())
+
+    def spec_flags(self) -> dict:
+        """What compiled code must know beyond the rule: clipping, a learning-rate schedule."""
+        return {"clipped": bool(self.clipping), "scheduled": self.schedule is not None}
 
     def map_state(self, fn: Callable[[Any], Any]) -> None:
         """Replace every state array by fn(array) (moving it to another backend, say)."""
         self.state = [{k: fn(v) for k, v in s.items()} for s in self.state]
 
     def get_config(self) -> dict:
-        return {"name": self.name, "lr": self.lr, **self.hyperparameters(), **self.clipping.config()}
+        lr = self.lr if self.schedule is None else self.schedule.get_config()
+        return {"name": self.name, "lr": lr, **self.hyperparameters(), **self.clipping.config()}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
@@ -160,8 +175,7 @@ class SGD(Optimizer):
 
     def spec(self) -> OptimizerSpec:
         rule = "sgd" if self.momentum == 0 else "nesterov" if self.nesterov else "momentum"
-        return OptimizerSpec(rule, self.lr, momentum=self.momentum, slots=self.slot_names,
-                             clipped=bool(self.clipping))
+        return OptimizerSpec(rule, self.lr, momentum=self.momentum, slots=self.slot_names, **self.spec_flags())
 
     def hyperparameters(self) -> dict:
         return {"momentum": self.momentum, "nesterov": self.nesterov}
@@ -196,7 +210,7 @@ class Adam(Optimizer):
 
     def spec(self) -> OptimizerSpec:
         return OptimizerSpec(self.name, self.lr, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
-                             slots=self.slot_names, clipped=bool(self.clipping))
+                             slots=self.slot_names, **self.spec_flags())
 
     def hyperparameters(self) -> dict:
         return {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}

@@ -93,6 +93,7 @@ class OptimizerSpec:
     epsilon: float = 0.0
     slots: tuple[str, ...] = ()  # the state arrays each parameter carries, in order
     clipped: bool = False  # gradients are clipped before the update
+    scheduled: bool = False  # the learning rate follows a schedule, step by step
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: engines key caches on it
