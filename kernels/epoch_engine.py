@@ -30,7 +30,8 @@ def plan_for(spec: NetworkSpec, batch_size: int) -> EpochPlan | None:
     """The plan for training `spec` at `batch_size`, or None where the generated code does not
     cover the network (layers, activations, loss head, optimizer or metrics)."""
     head, optimizer, acts = spec.head, spec.optimizer, [layer.activation for layer in spec.layers]
-    if (not spec.dense_only or head is None or head.code is None or optimizer is None
+    if (not spec.dense_only or spec.regularized or any(layer.params != 2 for layer in spec.layers)
+            or head is None or head.code is None or optimizer is None
             or optimizer.rule not in ("sgd", "momentum", "nesterov", "adam") or optimizer.clipped or optimizer.scheduled
             or len(spec.metrics) > 1
             or any(m.code is None for m in spec.metrics)

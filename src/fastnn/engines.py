@@ -150,6 +150,8 @@ class LayerEngine(Engine):
         the layers) but no update."""
         out, backprops = self.forward(spec, state.layers, x, train)
         value, grad = self.ops.loss(spec.head.loss, out, y, state.scratch if train else None)
+        if spec.regularized:  # Keras reports the loss with the weight penalties
+            value = value + sum(layer.penalty() for layer in state.layers)
         if train:
             for backprop in reversed(backprops):
                 grad = backprop(grad)

@@ -10,8 +10,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from fastnn import activations, initializers
+from fastnn import activations, initializers, regularizers
 from fastnn.backend import Backend
+from fastnn.checks import check_number
 
 Backprop = Callable[[Any], Any]
 
@@ -44,12 +45,19 @@ class Layer:
         self.params = list(params)
         self.buffers.clear()
 
+    regularized = False  # whether penalty() adds to the loss
+
+    def penalty(self) -> Any:
+        """This layer's weight penalty, added to the loss (0 for most layers)."""
+        return 0.0
+
     def get_config(self) -> dict:
         raise NotImplementedError
 
 
 class Dense(Layer):
-    """Fully connected layer: y = activation(x @ W + b)."""
+    """Fully connected layer: y = activation(x @ W + b), or activation(x @ W) with
+    use_bias=False; optional weight penalties (fastnn.regularizers) on W and b."""
 
     def __init__(
         self,
@@ -58,6 +66,9 @@ class Dense(Layer):
         kernel_initializer: str | dict | initializers.Initializer = "glorot_uniform",
         bias_initializer: str | dict | initializers.Initializer = "zeros",
         input_dim: int | None = None,
+        use_bias: bool = True,
+        kernel_regularizer: str | dict | regularizers.Regularizer | None = None,
+        bias_regularizer: str | dict | regularizers.Regularizer | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
@@ -69,6 +80,9 @@ class Dense(Layer):
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self.input_dim = None if input_dim is None else int(input_dim)
+        self.use_bias = bool(use_bias)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer) if use_bias else None
 
     @property
     def W(self) -> Any:
@@ -76,7 +90,11 @@ class Dense(Layer):
 
     @property
     def b(self) -> Any:
-        return self.params[1]
+        return self.params[1] if self.use_bias else None
+
+    @property
+    def regularized(self) -> bool:
+        return self.kernel_regularizer is not None or self.bias_regularizer is not None
 
     def build(self, input_dim: int, rng: np.random.Generator, backend: Backend) -> None:
         if self.input_dim is not None and self.input_dim != input_dim:
@@ -84,24 +102,38 @@ class Dense(Layer):
                              f"but receives {input_dim} features")
         self.input_dim, self.output_dim, self.backend = input_dim, self.units, backend
         W = self.kernel_initializer((input_dim, self.units), rng)
-        b = self.bias_initializer((self.units,), rng)
-        self.set_params([backend.asarray(W), backend.asarray(b)])
+        params = [backend.asarray(W)]
+        if self.use_bias:
+            params.append(backend.asarray(self.bias_initializer((self.units,), rng)))
+        self.set_params(params)
+
+    def penalty(self) -> Any:
+        """The regularizers' share of the loss (0 without them)."""
+        total = 0.0
+        for reg, p in ((self.kernel_regularizer, self.W), (self.bias_regularizer, self.b)):
+            if reg is not None:
+                total = total + reg(p)
+        return total
 
     def forward(self, x, need_dx=True, logits=False, train=False, ops=None):
         ops, act = ops or self.backend.ops, activations.Linear() if logits else self.activation
-        W, b = self.params
+        W, b = self.W, self.b
         buffers = self.buffers if train else None
         y, z = ops.dense_forward(x, W, b, act, buffers)
 
         def backprop(dy):
             dx, dW, db = ops.dense_backward(dy, x, W, y, z, act, need_dx, buffers)
-            self.grads = [dW, db]
+            if self.kernel_regularizer is not None:
+                dW = dW + self.kernel_regularizer.gradient(W)
+            if self.bias_regularizer is not None:
+                db = db + self.bias_regularizer.gradient(b)
+            self.grads = [dW, db] if self.use_bias else [dW]
             return dx
 
         return y, backprop
 
     def get_config(self) -> dict:
-        return {
+        config = {
             "class": "Dense",
             "units": self.units,
             "activation": self.activation.get_config(),
@@ -109,6 +141,12 @@ class Dense(Layer):
             "bias_initializer": self.bias_initializer.get_config(),
             "input_dim": self.input_dim,
         }
+        if not self.use_bias:
+            config["use_bias"] = False
+        for key in ("kernel_regularizer", "bias_regularizer"):
+            if getattr(self, key) is not None:
+                config[key] = getattr(self, key).get_config()
+        return config
 
     def __repr__(self) -> str:
         return f"Dense({self.units}, activation={self.activation.name!r})"
@@ -135,7 +173,39 @@ class Activation(Layer):
         return f"Activation({self.activation.name!r})"
 
 
-LAYERS: dict[str, type[Layer]] = {"Dense": Dense, "Activation": Activation}
+class Dropout(Layer):
+    """Inverted dropout: while training, each input is zeroed with probability `rate` and the
+    rest scaled by 1 / (1 - rate); identity at inference. Masks are drawn on the host from
+    `seed`, or else from the model's seed, so a run is reproducible on every backend."""
+
+    def __init__(self, rate: float, seed: int | None = None) -> None:
+        super().__init__()
+        rate = check_number(rate, "Dropout rate")
+        if not 0 <= rate < 1:
+            raise ValueError(f"Dropout rate must be in [0, 1), got {rate}")
+        self.rate, self.seed = rate, seed
+        self.rng: np.random.Generator | None = None
+
+    def build(self, input_dim: int, rng: np.random.Generator, backend: Backend) -> None:
+        super().build(input_dim, rng, backend)
+        # a child of the model's seed, not draws from its generator: later layers' weights stay as they were
+        self.rng = np.random.default_rng(self.seed if self.seed is not None else rng.bit_generator.seed_seq.spawn(1)[0])
+
+    def forward(self, x, need_dx=True, logits=False, train=False, ops=None):
+        if not train or self.rate == 0:
+            return x, lambda dy: dy
+        keep = self.rng.random(tuple(x.shape)) >= self.rate
+        mask = self.backend.asarray(keep / (1 - self.rate), x.dtype)
+        return x * mask, lambda dy: dy * mask
+
+    def get_config(self) -> dict:
+        return {"class": "Dropout", "rate": self.rate, "seed": self.seed}
+
+    def __repr__(self) -> str:
+        return f"Dropout({self.rate})"
+
+
+LAYERS: dict[str, type[Layer]] = {"Dense": Dense, "Activation": Activation, "Dropout": Dropout}
 
 
 def from_config(config: dict) -> Layer:

@@ -26,8 +26,8 @@ class ArrayOps:
         self.xp = backend.xp
 
     def dense_forward(self, x: Any, W: Any, b: Any, act: Activation, buffers: dict | None = None) -> tuple[Any, Any]:
-        """(y, z) for y = act(x @ W + b); z is kept only when act's derivative needs it."""
-        z = x @ W + b
+        """(y, z) for y = act(x @ W + b) (b may be None); z is kept only when act's derivative needs it."""
+        z = x @ W if b is None else x @ W + b
         return act.forward(z), (z if act.needs_z else None)
 
     def dense_backward(

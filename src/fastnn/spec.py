@@ -60,7 +60,8 @@ class LayerSpec:
     kind: str  # the layer's class name: "Dense", "Activation"
     units: int
     activation: ActivationSpec
-    params: int  # how many parameter arrays the layer owns (Dense: W and b)
+    params: int  # how many parameter arrays the layer owns (Dense: W and b, or W alone)
+    regularized: bool = False  # a weight penalty adds to the loss
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,12 @@ class NetworkSpec:
 
     @functools.cached_property
     def parameter_count(self) -> int:
-        return sum(k * m + m for k, m, layer in zip(self.widths, self.widths[1:], self.layers) if layer.params)
+        return sum(k * m + (m if layer.params == 2 else 0)
+                   for k, m, layer in zip(self.widths, self.widths[1:], self.layers) if layer.params)
+
+    @functools.cached_property
+    def regularized(self) -> bool:
+        return any(layer.regularized for layer in self.layers)
 
     @functools.cached_property
     def dense_only(self) -> bool:
@@ -119,7 +125,7 @@ def describe(layers: Sequence[Any], input_dim: int, dtype: str, loss: Any = None
     """The spec of built `layers` on `input_dim` features, compiled with loss, optimizer and metrics."""
     widths = (input_dim, *(layer.output_dim for layer in layers))
     layer_specs = tuple(LayerSpec(type(layer).__name__, layer.output_dim, activation_spec(layer.activation),
-                                  len(layer.params)) for layer in layers)
+                                  len(layer.params), layer.regularized) for layer in layers)
     for i, layer in enumerate(layer_specs):
         if layer.activation.name == "softmax" and layer.units == 1:
             raise ValueError(f"layer {i} is a softmax over 1 unit, which always outputs 1: nothing can be learned. "
