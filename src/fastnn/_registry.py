@@ -1,4 +1,5 @@
-"""One lookup for every "name, config dict or instance" argument (activations, losses...)."""
+"""One lookup for every "name, config dict or instance" argument (activations, losses...), and
+the base of the classes it rebuilds from their configs."""
 
 from __future__ import annotations
 
@@ -22,3 +23,14 @@ def lookup(kind: str, spec: Any, base: type, registry: dict[str, type], aliases:
         valid = sorted(set(registry) | set(aliases or {}))
         raise ValueError(f"unknown {kind} {spec!r}; valid names: {', '.join(valid)}")
     return registry[key](**config)
+
+
+class Configurable:
+    """A base for classes rebuilt from `get_config()` (by `lookup`), whose repr shows that config."""
+
+    def get_config(self) -> dict:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
+        return f"{type(self).__name__}({args})"

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from array_api_compat import array_namespace
 
 from fastnn import schedules
-from fastnn._registry import lookup
+from fastnn._registry import Configurable, lookup
 from fastnn.activations import between
 from fastnn.checks import check_number
 from fastnn.spec import OptimizerSpec
@@ -80,7 +80,7 @@ class Clipping:
         return {} if self.mode is None else {self.mode: self.limit}
 
 
-class Optimizer:
+class Optimizer(Configurable):
     """Base class. Every optimizer takes `learning_rate=` as well as `lr` (the first wins when
     given) and one of `clipnorm`, `clipvalue`, `global_clipnorm`."""
 
@@ -144,10 +144,6 @@ class Optimizer:
     def get_config(self) -> dict:
         lr = self.lr if self.schedule is None else self.schedule.get_config()
         return {"name": self.name, "lr": lr, **self.hyperparameters(), **self.clipping.config()}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
-        return f"{type(self).__name__}({args})"
 
 
 class SGD(Optimizer):

@@ -9,7 +9,7 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
-from fastnn._registry import lookup
+from fastnn._registry import Configurable, lookup
 from fastnn.checks import check_number
 
 
@@ -20,7 +20,7 @@ def _factor(value: Any, what: str) -> float:
     return value
 
 
-class Regularizer:
+class Regularizer(Configurable):
     name = "regularizer"
 
     def __call__(self, w: Any) -> Any:
@@ -29,13 +29,6 @@ class Regularizer:
 
     def gradient(self, w: Any) -> Any:
         raise NotImplementedError
-
-    def get_config(self) -> dict:
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
-        return f"{type(self).__name__}({args})"
 
 
 class L1L2(Regularizer):

@@ -7,24 +7,17 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from fastnn._registry import lookup
+from fastnn._registry import Configurable, lookup
 from fastnn.checks import check_count, check_number
 
 
-class LearningRateSchedule:
+class LearningRateSchedule(Configurable):
     """Base class: `schedule(step) -> learning rate` for step = 0, 1, 2... (the updates made so far)."""
 
     name = "schedule"
 
     def __call__(self, step: int) -> float:
         raise NotImplementedError
-
-    def get_config(self) -> dict:
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
-        return f"{type(self).__name__}({args})"
 
 
 def _positive(value: Any, what: str) -> float:
