@@ -78,10 +78,10 @@ class NumbaOps(ArrayOps):
                 np.matmul(dz, W.T, out=dx)
         return dx, dW, db
 
-    def loss(self, loss, y_pred, y_true, buffers=None):
+    def loss(self, loss, y_pred, y_true, buffers=None, weights=None):
         code = loss.code
-        if code is None or not _native(y_pred, y_true):
-            return super().loss(loss, y_pred, y_true, buffers)
+        if code is None or weights is not None or not _native(y_pred, y_true):
+            return super().loss(loss, y_pred, y_true, buffers, weights)
         grad = _buffer(buffers, "loss_grad", y_pred.shape, y_pred.dtype)
         if code == LossCode.CCE_LOGITS:
             return cpu.softmax_cce_logits(y_pred, y_true, grad), grad

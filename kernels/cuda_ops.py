@@ -70,10 +70,10 @@ class CudaOps(ArrayOps):
         dx = dz @ self.xp.matrix_transpose(W) if need_dx else None
         return dx, self.xp.matrix_transpose(x) @ dz, db
 
-    def loss(self, loss, y_pred, y_true, buffers=None):
+    def loss(self, loss, y_pred, y_true, buffers=None, weights=None):
         kernel = LOSS_KERNELS.get((loss.name, loss.from_logits))
-        if kernel is None or not self._supported(y_pred, y_true):
-            return super().loss(loss, y_pred, y_true, buffers)
+        if kernel is None or weights is not None or not self._supported(y_pred, y_true):
+            return super().loss(loss, y_pred, y_true, buffers, weights)
         grad = self.xp.empty_like(y_pred)
         total = self.xp.zeros((1,), dtype=self.xp.float64, device=self.backend.device)
         rows_kernel = kernel is cuda.softmax_cce_logits

@@ -54,6 +54,7 @@ class CompiledEpochEngine(Engine):
     """Registered by fastnn.kernels for the NumPy backend."""
 
     name = "compiled-epoch"
+    weighted = False  # no sample weights in the generated code: engines.select passes such fits on
     # Compiled while batch rows x parameters stays under this times the number of layers; see
     # docs/kernels.md#compiled-epoch-threshold.
     max_work_per_layer = 80_000
@@ -157,9 +158,9 @@ class CompiledEpochEngine(Engine):
         loss, metric, state.iterations, bad = function(x, y, order, *arrays, hyper, state.iterations)
         return loss, metric, bad
 
-    def run_epoch(self, spec, state, x, y, batch_size, order=None, on_batch=None):
-        if not self.ready(spec, batch_size, order is not None):
-            return self.while_compiling.run_epoch(spec, state, x, y, batch_size, order, on_batch)
+    def run_epoch(self, spec, state, x, y, batch_size, order=None, on_batch=None, weights=None):
+        if weights is not None or not self.ready(spec, batch_size, order is not None):
+            return self.while_compiling.run_epoch(spec, state, x, y, batch_size, order, on_batch, weights)
         if on_batch is not None:  # batch by batch, each a compiled step
             return super().run_epoch(spec, state, x, y, batch_size, order, on_batch)
         loss, metric, bad = self._train(spec, state, x, y, batch_size, order)
@@ -170,11 +171,11 @@ class CompiledEpochEngine(Engine):
             logs["nonfinite_batch"] = int(bad)
         return logs
 
-    def step(self, spec, state, x, y):
+    def step(self, spec, state, x, y, weights=None):
         """One step through the epoch compiled for the next power of two rows, so that short
         last batches and varying train_on_batch sizes share compiled code."""
         capacity = 1 << (x.shape[0] - 1).bit_length()
-        if not self.ready(spec, capacity, False):
-            return self.while_compiling.step(spec, state, x, y)
+        if weights is not None or not self.ready(spec, capacity, False):
+            return self.while_compiling.step(spec, state, x, y, weights)
         loss, metric, _ = self._train(spec, state, x, y, capacity, None)
         return loss, ({spec.metrics[0].name: metric} if spec.metrics else {})

@@ -74,3 +74,37 @@ def check_number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{what} must be a number, got {value!r} ({type(value).__name__})")
     return float(value)
+
+
+def check_sample_weights(sample_weight: Any, class_weight: Any, y: Any, be: Backend) -> Any:
+    """The (n, 1) column of per-sample loss weights for prepared targets y, from `sample_weight`
+    (n values) and/or `class_weight` ({class index: weight}; a sample's class is its largest
+    target, or target > 0.5 for one output); None when neither is given."""
+    if sample_weight is None and class_weight is None:
+        return None
+    xp, n, units = be.xp, y.shape[0], y.shape[1]
+    weights = xp.ones((n,), dtype=be.dtype, device=be.device)
+    if sample_weight is not None:
+        weights = as_backend_array(sample_weight, be, "sample_weight")
+        if weights.ndim != 1 or weights.shape[0] != n:
+            raise ValueError(f"sample_weight has shape {tuple(weights.shape)}; it needs one weight per sample: ({n},)")
+        weights = xp.astype(weights, be.dtype)
+        check_finite(weights, xp, "sample_weight")
+    if class_weight is not None:
+        weights = weights * _class_weights(class_weight, y, be)
+    return xp.reshape(weights, (n, 1))
+
+
+def _class_weights(class_weight: Any, y: Any, be: Backend) -> Any:
+    xp, units = be.xp, y.shape[1]
+    classes = 2 if units == 1 else units
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"class_weight must be a dict {{class index: weight}}, got {type(class_weight).__name__}")
+    unknown = [k for k in class_weight if isinstance(k, bool) or not isinstance(k, numbers.Integral)
+               or not 0 <= k < classes]
+    if unknown:
+        raise ValueError(f"class_weight has keys {unknown} that are not class indices 0 to {classes - 1}")
+    table = xp.asarray([check_number(class_weight.get(c, 1.0), f"class_weight[{c}]") for c in range(classes)],
+                       dtype=be.dtype, device=be.device)
+    labels = xp.astype(y[:, 0] > 0.5, xp.int64) if units == 1 else xp.argmax(y, axis=1)
+    return xp.take(table, labels, axis=0)

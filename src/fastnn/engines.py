@@ -66,9 +66,11 @@ class TrainState:
 
 
 class Engine:
-    """Base class: a batch-by-batch `run_epoch` over `step`."""
+    """Base class: a batch-by-batch `run_epoch` over `step`. `weighted`: whether it takes
+    per-sample weights (a (n, 1) column scaling each sample's share of the loss)."""
 
     name = "engine"
+    weighted = True
 
     def __init__(self, backend: Any) -> None:
         self.backend = backend
@@ -80,31 +82,33 @@ class Engine:
         """What a progress bar may say about this engine now ("" when nothing)."""
         return ""
 
-    def step(self, spec: NetworkSpec, state: TrainState, x: Any, y: Any) -> tuple[Any, dict[str, Any]]:
+    def step(self, spec: NetworkSpec, state: TrainState, x: Any, y: Any,
+             weights: Any = None) -> tuple[Any, dict[str, Any]]:
         """One optimizer step on (x, y): (loss before the step, metric values), device scalars."""
         raise NotImplementedError
 
     def run_epoch(self, spec: NetworkSpec, state: TrainState, x: Any, y: Any, batch_size: int,
-                  order: Any = None, on_batch: OnBatch | None = None) -> dict[str, float]:
+                  order: Any = None, on_batch: OnBatch | None = None, weights: Any = None) -> dict[str, float]:
         """One pass over x[order] (in order when None): the size-weighted mean loss and metrics,
         and "nonfinite_batch" where the loss became NaN or Inf. Batch losses stay on the device
         unless `on_batch` wants them."""
+        arrays = (x, y) if weights is None else (x, y, weights)
         if order is not None:
             xp = self.backend.xp
             index = xp.asarray(order, device=self.backend.device)
-            x, y = xp.take(x, index, axis=0), xp.take(y, index, axis=0)
-        return over_batches(lambda xb, yb: self.step(spec, state, xb, yb), x, y, batch_size, on_batch)
+            arrays = tuple(xp.take(a, index, axis=0) for a in arrays)
+        return over_batches(lambda *batch: self.step(spec, state, *batch), arrays, batch_size, on_batch)
 
 
-def over_batches(fn: Callable[[Any, Any], tuple[Any, dict]], x: Any, y: Any, batch_size: int,
+def over_batches(fn: Callable[..., tuple[Any, dict]], arrays: tuple, batch_size: int,
                  on_batch: OnBatch | None = None) -> dict[str, float]:
-    """fn(x_batch, y_batch) -> (loss, metrics) over consecutive batches, as epoch logs."""
-    n = x.shape[0]
+    """fn(*rows of each array) -> (loss, metrics) over consecutive batches, as epoch logs."""
+    n = arrays[0].shape[0]
     totals: dict[str, Any] = {}
     batch_losses = []
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        value, values = fn(x[start:stop, ...], y[start:stop, ...])
+        value, values = fn(*(a[start:stop, ...] for a in arrays))
         accumulate(totals, value, values, (stop - start) / n)
         batch_losses.append(value)
         if on_batch is not None:
@@ -145,11 +149,12 @@ class LayerEngine(Engine):
             backprops.append(backprop)
         return x, backprops
 
-    def loss_and_metrics(self, spec: NetworkSpec, state: TrainState, x: Any, y: Any, train: bool) -> tuple[Any, dict]:
+    def loss_and_metrics(self, spec: NetworkSpec, state: TrainState, x: Any, y: Any, train: bool,
+                         weights: Any = None) -> tuple[Any, dict]:
         """Forward, loss and metrics on a batch; when training, also backward (gradients into
         the layers) but no update."""
         out, backprops = self.forward(spec, state.layers, x, train)
-        value, grad = self.ops.loss(spec.head.loss, out, y, state.scratch if train else None)
+        value, grad = self.ops.loss(spec.head.loss, out, y, state.scratch if train else None, weights)
         if spec.regularized:  # Keras reports the loss with the weight penalties
             value = value + sum(layer.penalty() for layer in state.layers)
         if train:
@@ -160,23 +165,24 @@ class LayerEngine(Engine):
         y_pred = state.layers[-1].activation.forward(out) if spec.head.fused else out
         return value, {m.name: m.function(y_pred, y) for m in spec.metrics}
 
-    def step(self, spec, state, x, y):
+    def step(self, spec, state, x, y, weights=None):
         rows, n = self.ops.block_rows, x.shape[0]
         if rows is None or n <= 2 * rows:
-            value, values = self.loss_and_metrics(spec, state, x, y, train=True)
+            value, values = self.loss_and_metrics(spec, state, x, y, True, weights)
         else:
-            value, values = self._blocked_gradients(spec, state, x, y, rows)
+            value, values = self._blocked_gradients(spec, state, x, y, rows, weights)
         state.optimizer.apply(state.params, state.grads, self.ops)
         return value, values
 
-    def _blocked_gradients(self, spec, state, x, y, rows):
+    def _blocked_gradients(self, spec, state, x, y, rows, weights=None):
         """(loss, metrics) of a batch in row blocks; each layer's gradients are left summed over
         the blocks, each block weighted by its size."""
         n, totals, summed = x.shape[0], {}, None
         for start in range(0, n, rows):
             stop = min(start + rows, n)
             weight = (stop - start) / n
-            value, values = self.loss_and_metrics(spec, state, x[start:stop, ...], y[start:stop, ...], True)
+            block = None if weights is None else weights[start:stop, ...]
+            value, values = self.loss_and_metrics(spec, state, x[start:stop, ...], y[start:stop, ...], True, block)
             if summed is None:
                 summed = [weight * g for g in state.grads]
             else:
@@ -190,7 +196,7 @@ class LayerEngine(Engine):
     def evaluate(self, spec: NetworkSpec, state: TrainState, x: Any, y: Any, batch_size: int,
                  on_batch: OnBatch | None = None) -> dict[str, float]:
         """Mean loss and metrics over (x, y) in batches, without training."""
-        logs = over_batches(lambda xb, yb: self.loss_and_metrics(spec, state, xb, yb, train=False), x, y, batch_size,
+        logs = over_batches(lambda xb, yb: self.loss_and_metrics(spec, state, xb, yb, train=False), (x, y), batch_size,
                             on_batch)
         logs.pop("nonfinite_batch", None)
         return logs
@@ -212,9 +218,10 @@ def for_backend(backend: Any) -> tuple[Engine, ...]:
     return (*registered, LayerEngine(backend))
 
 
-def select(engines: tuple[Engine, ...], spec: NetworkSpec, batch_size: int) -> Engine:
-    """The first engine that covers `spec` at `batch_size` (the last covers everything)."""
+def select(engines: tuple[Engine, ...], spec: NetworkSpec, batch_size: int, weighted: bool = False) -> Engine:
+    """The first engine that covers `spec` at `batch_size`, and sample weights when `weighted`
+    (the last covers everything)."""
     for engine in engines:
-        if engine.supports(spec, batch_size):
+        if (engine.weighted or not weighted) and engine.supports(spec, batch_size):
             return engine
     raise LookupError(f"no engine covers {spec} at batch size {batch_size}")

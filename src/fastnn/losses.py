@@ -23,7 +23,16 @@ class Loss:
     def __init__(self, from_logits: bool = False) -> None:
         self.from_logits = bool(from_logits)
 
-    def __call__(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
+    def __call__(self, y_pred: Any, y_true: Any, weights: Any = None) -> tuple[Any, Any]:
+        """(mean loss as a 0-d array, its gradient with respect to y_pred). `weights`, a (n, 1)
+        column, scales each sample's share: Keras's mean over the batch of weight x sample loss."""
+        f, g, size = self.elements(y_pred, y_true)
+        if weights is not None:
+            f, g = f * weights, g * weights
+        return array_namespace(f).sum(f) / size, g / size
+
+    def elements(self, y_pred: Any, y_true: Any) -> tuple[Any, Any, int]:
+        """(each element's loss, its derivative, the count the mean divides by)."""
         raise NotImplementedError
 
     @property
@@ -67,11 +76,9 @@ class MeanSquaredError(Loss):
     name = "mse"
     code = LossCode.MSE
 
-    def __call__(self, y_pred, y_true):
-        xp = array_namespace(y_pred)
+    def elements(self, y_pred, y_true):
         diff = y_pred - y_true
-        size = diff.shape[0] * diff.shape[1]
-        return xp.sum(diff * diff) / size, diff * (2.0 / size)
+        return diff * diff, 2.0 * diff, diff.shape[0] * diff.shape[1]
 
 
 class BinaryCrossentropy(Loss):
@@ -89,16 +96,14 @@ class BinaryCrossentropy(Loss):
     def code(self):
         return LossCode.BCE_LOGITS if self.from_logits else None
 
-    def __call__(self, y_pred, y_true):
+    def elements(self, y_pred, y_true):
         xp = array_namespace(y_pred)
         size = y_pred.shape[0] * y_pred.shape[1]
         if self.from_logits:
             z = y_pred  # log(1 + exp(-|z|)) + max(z, 0) - z y: exact and overflow-free
-            value = xp.sum(xp.maximum(z, 0.0) - z * y_true + xp.log1p(xp.exp(-xp.abs(z))))
-            return value / size, (stable_sigmoid(z) - y_true) / size
+            return xp.maximum(z, 0.0) - z * y_true + xp.log1p(xp.exp(-xp.abs(z))), stable_sigmoid(z) - y_true, size
         p = between(y_pred, EPSILON, 1 - EPSILON)
-        value = -xp.sum(y_true * xp.log(p) + (1 - y_true) * xp.log(1 - p))
-        return value / size, (p - y_true) / (p * (1 - p) * size)
+        return -(y_true * xp.log(p) + (1 - y_true) * xp.log(1 - p)), (p - y_true) / (p * (1 - p)), size
 
 
 class CategoricalCrossentropy(Loss):
@@ -129,17 +134,16 @@ class CategoricalCrossentropy(Loss):
     def code(self):
         return LossCode.CCE_LOGITS if self.from_logits else None
 
-    def __call__(self, y_pred, y_true):
+    def elements(self, y_pred, y_true):
         xp = array_namespace(y_pred)
         n = y_pred.shape[0]
         if self.from_logits:
             shifted = y_pred - xp.max(y_pred, axis=-1, keepdims=True)
             e = xp.exp(shifted)
             total = xp.sum(e, axis=-1, keepdims=True)
-            log_p = shifted - xp.log(total)
-            return -xp.sum(y_true * log_p) / n, (e / total - y_true) / n
+            return -y_true * (shifted - xp.log(total)), e / total - y_true, n
         p = between(y_pred, EPSILON, 1 - EPSILON)
-        return -xp.sum(y_true * xp.log(p)) / n, -y_true / (p * n)
+        return -y_true * xp.log(p), -y_true / p, n
 
 
 LOSSES: dict[str, type[Loss]] = {

@@ -17,7 +17,7 @@ from fastnn import losses, optimizers, training
 from fastnn.training import INFERENCE_BATCH
 from fastnn.backend import Backend, host_rng, resolve, to_numpy
 from fastnn.callbacks import Callback, History, ProgressBar
-from fastnn.checks import check_count, check_features, check_number, check_targets
+from fastnn.checks import check_count, check_features, check_number, check_sample_weights, check_targets
 from fastnn.engines import TrainState
 from fastnn.layers import Dense, Layer
 from fastnn.spec import NetworkSpec, describe
@@ -224,11 +224,13 @@ class Sequential:
 
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int | None = 32, shuffle: bool = True,
             validation_data: tuple[Any, Any] | None = None, callbacks: Sequence[Callback] | None = None,
-            verbose: int = 1, nan_guard: bool = True, validation_split: float = 0.0, initial_epoch: int = 0) -> History:
+            verbose: int = 1, nan_guard: bool = True, validation_split: float = 0.0, initial_epoch: int = 0,
+            sample_weight: Any = None, class_weight: dict | None = None) -> History:
         """Train for `epochs` passes over (x, y), counting from `initial_epoch` (Keras's meaning:
         `epochs` is the index to stop at). `batch_size=None` is full batch, 1 is online SGD.
         `validation_split` holds out the last fraction of the rows, before shuffling, as
-        validation data. Returns a History whose `.history` maps "loss", metrics and "val_*" to
+        validation data. `sample_weight` (one per row) and `class_weight` ({class: weight}) scale
+        each sample's share of the loss (Keras's mean over the batch). Returns a History whose `.history` maps "loss", metrics and "val_*" to
         lists. A progress bar (a ProgressBar callback) shows unless verbose=0. With `nan_guard`,
         a NaN/Inf loss stops training with a warning that names the epoch and batch."""
         self._require_compiled()
@@ -237,13 +239,15 @@ class Sequential:
         batch_size = None if batch_size is None else check_count(batch_size, "batch_size")
         hooks = [*_check_callbacks(callbacks), *([ProgressBar()] if verbose else [])]
         x, y = self.prepare(x, _require_targets(y, "fit"))
+        weights = check_sample_weights(sample_weight, class_weight, y, self.backend)
         (x, y), validation = _split(x, y, validation_split, validation_data is not None)
+        weights = None if weights is None else weights[:x.shape[0], ...]
         if validation_data is not None:
             validation = self.prepare(*_pair(validation_data))
         batch_size = x.shape[0] if batch_size is None else min(batch_size, x.shape[0])
         self.optimizer.build(self.params)
         return training.fit(self, x, y, range(initial_epoch, epochs), batch_size, shuffle, validation, hooks,
-                            nan_guard, self._shuffle_rng)
+                            nan_guard, self._shuffle_rng, weights)
 
     def train_on_batch(self, x: Any, y: Any) -> float:
         """One optimizer step on (x, y); returns the loss before the step."""

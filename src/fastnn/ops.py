@@ -39,9 +39,11 @@ class ArrayOps:
         db = self.xp.sum(dz, axis=0)
         return (dz @ self.xp.matrix_transpose(W) if need_dx else None), dW, db
 
-    def loss(self, loss: Loss, y_pred: Any, y_true: Any, buffers: dict | None = None) -> tuple[Any, Any]:
-        """(mean loss as a 0-d array, gradient with respect to y_pred)."""
-        return loss(y_pred, y_true)
+    def loss(self, loss: Loss, y_pred: Any, y_true: Any, buffers: dict | None = None,
+             weights: Any = None) -> tuple[Any, Any]:
+        """(mean loss as a 0-d array, gradient with respect to y_pred); `weights`: a (n, 1)
+        column of sample weights, or None."""
+        return loss(y_pred, y_true, weights)
 
 
 # Table factories per backend name, registered by fastnn.kernels.

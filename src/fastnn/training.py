@@ -72,8 +72,9 @@ class CallbackList:
 
 
 def fit(model: Any, x: Any, y: Any, epochs: range, batch_size: int, shuffle: bool, validation: tuple | None,
-        callbacks: Sequence[Callback], nan_guard: bool, rng: np.random.Generator) -> History:
-    """Train `model` on prepared arrays for the epoch indices in `epochs`; see Sequential.fit."""
+        callbacks: Sequence[Callback], nan_guard: bool, rng: np.random.Generator, weights: Any = None) -> History:
+    """Train `model` on prepared arrays (and sample weights, a (n, 1) column or None) for the
+    epoch indices in `epochs`; see Sequential.fit."""
     history = History()
     logs = ["loss", *(metric.name for metric in model.spec.metrics)]
     logs += [f"val_{name}" for name in logs] if validation is not None else []
@@ -85,7 +86,7 @@ def fit(model: Any, x: Any, y: Any, epochs: range, batch_size: int, shuffle: boo
     hooks.on_train_begin()
     for epoch in epochs:
         hooks.on_epoch_begin(epoch)
-        logs = train_epoch(model, x, y, batch_size, order(), hooks.on_batch if hooks.batch_callbacks else None)
+        logs = train_epoch(model, x, y, batch_size, order(), hooks.on_batch if hooks.batch_callbacks else None, weights)
         params["status"] = engines.select(model.backend.engines, model.spec, batch_size).status(model.spec, batch_size)
         bad_batch = logs.pop("nonfinite_batch", None)
         if validation is not None and bad_batch is None:
@@ -107,11 +108,12 @@ def _warn_nonfinite(epoch: int, batch: int, batches: int) -> None:
 
 
 def train_epoch(model: Any, x: Any, y: Any, batch_size: int, order: Any = None,
-                on_batch: engines.OnBatch | None = None) -> dict[str, float]:
-    """One epoch over x[order] through the first engine that covers the model at this batch size."""
+                on_batch: engines.OnBatch | None = None, weights: Any = None) -> dict[str, float]:
+    """One epoch over x[order] through the first engine that covers the model at this batch size
+    (and its sample weights, given as a (n, 1) column)."""
     spec, state = model.spec, model.train_state()
-    engine = engines.select(model.backend.engines, spec, batch_size)
-    return engine.run_epoch(spec, state, x, y, batch_size, order, on_batch)
+    engine = engines.select(model.backend.engines, spec, batch_size, weighted=weights is not None)
+    return engine.run_epoch(spec, state, x, y, batch_size, order, on_batch, weights)
 
 
 def train_step(model: Any, x: Any, y: Any) -> tuple[Any, dict[str, Any]]:
