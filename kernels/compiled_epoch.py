@@ -334,7 +334,8 @@ def _step(plan: EpochPlan) -> list[str]:
     if plan.optimizer == "adam":
         lines += ["step, root_bc2 = adam_step_sizes(lr, beta_1, beta_2, t)"]
     for l in range(L - 1, 0 if deferred else -1, -1):
-        lines += _backward(l, widths[l], widths[l + 1], plan.codes[l - 1] if l > 0 else None, plan.optimizer, plan.batch)
+        previous = plan.codes[l - 1] if l > 0 else None
+        lines += _backward(l, widths[l], widths[l + 1], previous, plan.optimizer, plan.batch)
     return lines
 
 

@@ -167,7 +167,7 @@ class ReduceLROnPlateau(Callback):
             if self.wait >= self.patience and self.model.optimizer.lr > self.min_lr:
                 self.model.optimizer.lr = max(self.model.optimizer.lr * self.factor, self.min_lr)
                 if self.verbose:
-                    print(f"epoch {epoch + 1}: ReduceLROnPlateau sets the learning rate to {self.model.optimizer.lr:.6g}")
+                    print(f"epoch {epoch + 1}: the learning rate is now {self.model.optimizer.lr:.6g}")
                 self.cooldown_left, self.wait = self.cooldown, 0
 
 

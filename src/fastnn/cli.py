@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_count(0), default=None, help="override the example's epochs")
     train.add_argument("--batch-size", type=_count(1), default=None, help="default: the example's")
     train.add_argument("--verbose", type=_count(0), default=1, help="0 hides the progress bar")
-    train.add_argument("--plot", metavar="FILE", help="write training curves (and the decision boundary) as PNG, PDF or SVG")
+    train.add_argument("--plot", metavar="FILE",
+                       help="write training curves (and the decision boundary) as PNG, PDF or SVG")
     train.add_argument("--save", metavar="FILE", help="save the trained model (.npz; load with fastnn.load)")
     train.set_defaults(run=_train)
     info = sub.add_parser("info", help="backends usable here, devices and versions")

@@ -230,8 +230,8 @@ class Sequential:
         `epochs` is the index to stop at). `batch_size=None` is full batch, 1 is online SGD.
         `validation_split` holds out the last fraction of the rows, before shuffling, as
         validation data. `sample_weight` (one per row) and `class_weight` ({class: weight}) scale
-        each sample's share of the loss (Keras's mean over the batch). Returns a History whose `.history` maps "loss", metrics and "val_*" to
-        lists. A progress bar (a ProgressBar callback) shows unless verbose=0. With `nan_guard`,
+        each sample's share of the loss (Keras's mean over the batch). Returns a History whose
+        `.history` maps "loss", metrics and "val_*" to lists. A progress bar (a ProgressBar callback) shows unless verbose=0. With `nan_guard`,
         a NaN/Inf loss stops training with a warning that names the epoch and batch."""
         self._require_compiled()
         epochs = check_count(epochs, "epochs", minimum=0)
@@ -304,7 +304,8 @@ class Sequential:
 def _pair(validation_data: Any) -> tuple[Any, Any]:
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
         raise ValueError("validation_data must be a pair (x_val, y_val)")
-    return _require_targets(validation_data[0], "validation_data"), _require_targets(validation_data[1], "validation_data")
+    x_val, y_val = validation_data
+    return _require_targets(x_val, "validation_data"), _require_targets(y_val, "validation_data")
 
 
 def _split(x: Any, y: Any, fraction: Any, has_validation_data: bool) -> tuple[tuple[Any, Any], tuple | None]:

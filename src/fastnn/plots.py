@@ -73,8 +73,9 @@ def plot_decision_boundary(model: Any, x: Any, y: Any, ax: Any = None, path: str
     if ax is None:
         fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.contourf(gx, gy, zone, alpha=0.3, cmap="coolwarm")
-    size = 12 if len(x) > 50 else 120  # a 4-point truth table needs markers one can see
-    ax.scatter(x[:, 0], x[:, 1], c=labels, cmap="coolwarm", s=size, edgecolors="k", linewidths=0.3 if len(x) > 50 else 1)
+    few = len(x) <= 50  # a 4-point truth table needs markers one can see
+    ax.scatter(x[:, 0], x[:, 1], c=labels, cmap="coolwarm", s=120 if few else 12, edgecolors="k",
+               linewidths=1 if few else 0.3)
     ax.set(title="decision boundary", xlim=(x0, x1), ylim=(y0, y1))
     return _finish(plt, fig or ax.figure, path)
 
