@@ -117,3 +117,25 @@ def test_dropout_is_reproducible_on_every_backend_and_trains_layer_by_layer():
 def test_bad_regularization_arguments(make, error, message):
     with pytest.raises(error, match=message):
         make()
+
+
+def test_penalised_logistic_regression_follows_its_closed_form_for_20_steps(be64, kernels):
+    """SGD on sigmoid + BCE with L1L2 on W and L2 on b, against the textbook update in NumPy."""
+    with fastnn.use(be64.name, dtype="float64", kernels=kernels):
+        model = fastnn.Sequential([Dense(1, "sigmoid", input_dim=3, kernel_regularizer=regularizers.L1L2(0.01, 0.02),
+                                         bias_regularizer=regularizers.L2(0.03), bias_initializer="ones")], seed=6)
+    model.compile({"name": "sgd", "lr": 0.1}, "binary_crossentropy")
+    W, b = (w.astype(np.float64) for w in model.get_weights())
+    y = Y.reshape(-1, 1)
+    losses = []
+    for _ in range(20):
+        p = 1 / (1 + np.exp(-(X @ W + b)))
+        losses.append(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+                      + 0.01 * np.abs(W).sum() + 0.02 * (W * W).sum() + 0.03 * (b * b).sum())
+        dz = (p - y) / len(X)
+        W = W - 0.1 * (X.T @ dz + 0.01 * np.sign(W) + 2 * 0.02 * W)
+        b = b - 0.1 * (dz.sum(axis=0) + 2 * 0.03 * b)
+    history = model.fit(X, Y, epochs=20, batch_size=None, verbose=0)
+    np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-10)
+    np.testing.assert_allclose(model.get_weights()[0], W, rtol=1e-10)
+    np.testing.assert_allclose(model.get_weights()[1], b, rtol=1e-10)
