@@ -139,3 +139,21 @@ def test_penalised_logistic_regression_follows_its_closed_form_for_20_steps(be64
     np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-10)
     np.testing.assert_allclose(model.get_weights()[0], W, rtol=1e-10)
     np.testing.assert_allclose(model.get_weights()[1], b, rtol=1e-10)
+
+
+@pytest.mark.parametrize("target", ["numpy", "array_api_strict"])
+def test_a_saved_model_keeps_every_feature(tmp_path, target):
+    """Dropout, regularizers, a bias-free layer, AdamW on a schedule with clipping: saved after
+    some training, loaded on any backend, it predicts the same and goes on from the same step."""
+    schedule = fastnn.schedules.CosineDecay(0.01, 50, warmup_target=0.05, warmup_steps=5)
+    model = fastnn.Sequential([Dense(6, "relu", input_dim=3, kernel_regularizer="l2", use_bias=False), Dropout(0.3),
+                               Dense(1, "sigmoid", bias_regularizer=regularizers.L1(0.001))], seed=8)
+    model.compile(fastnn.optimizers.AdamW(learning_rate=schedule, weight_decay=0.05, clipnorm=1.0),
+                  "binary_crossentropy")
+    model.fit(X, Y, epochs=3, batch_size=4, verbose=0)
+    loaded = fastnn.load(model.save(tmp_path / "m.npz"), backend=target)
+    assert loaded.backend.name == target and loaded.get_config() == model.get_config()
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    assert loaded.optimizer.iterations == model.optimizer.iterations == 9
+    np.testing.assert_allclose(to_np(loaded.predict(X)), to_np(model.predict(X)), rtol=1e-6)
+    assert loaded.evaluate(X, Y)["loss"] == pytest.approx(model.evaluate(X, Y)["loss"], rel=1e-6)

@@ -32,14 +32,14 @@ def test_weighted_loss_is_the_mean_of_weighted_sample_losses(backend_name, loss,
 
 
 def train(kernels, batch_size=4, lr=0.1, **weights):
-    with fastnn.use("numpy", dtype="float64", kernels=kernels):
+    with fastnn.use(fastnn.backend().name, dtype="float64", kernels=kernels):  # the test's backend
         model = fastnn.Sequential([Dense(5, "tanh", input_dim=3), Dense(1, "sigmoid")], seed=2)
         model.compile({"name": "sgd", "lr": lr}, "binary_crossentropy")
         history = model.fit(X, Y, epochs=2, batch_size=batch_size, verbose=0, **weights)
     return model.get_weights(), history.history["loss"]
 
 
-def test_weights_of_one_change_nothing_and_paths_agree():
+def test_weights_of_one_change_nothing_and_paths_agree(backend_name):
     reference = train(False)
     for kernels in (True, False):
         for got, expected in zip(train(kernels, sample_weight=np.ones(24))[0], reference[0]):
@@ -48,7 +48,7 @@ def test_weights_of_one_change_nothing_and_paths_agree():
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
-def test_a_weight_of_two_is_a_learning_rate_twice_as_large():
+def test_a_weight_of_two_is_a_learning_rate_twice_as_large(backend_name):
     doubled, plain = train(True, batch_size=None, sample_weight=np.full(24, 2.0)), train(True, batch_size=None, lr=0.2)
     for a, b in zip(doubled[0], plain[0]):
         np.testing.assert_allclose(a, b, rtol=1e-12)
