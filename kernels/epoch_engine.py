@@ -142,7 +142,9 @@ class CompiledEpochEngine(Engine):
             job.join()
 
     def status(self, spec: NetworkSpec, batch_size: int) -> str:
-        compiling = any(job.is_alive() for (plan, _), job in self._jobs.items() if plan.widths == spec.widths)
+        compiled = self.compiled(spec, batch_size) if self.supports(spec, batch_size) else None
+        jobs = [] if compiled is None else [self._jobs.get((compiled.plan, ordered)) for ordered in (True, False)]
+        compiling = any(job is not None and job.is_alive() for job in jobs)
         return "compiling this network's epoch (once)" if compiling else ""
 
     def compiled_batch_sizes(self, spec: NetworkSpec) -> list[int]:
