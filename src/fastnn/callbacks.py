@@ -7,6 +7,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from fastnn.checks import check_writable
+
 
 class Callback:
     """Override any hook. `self.model` and `self.params` ({"epochs", "steps": batches per
@@ -182,8 +184,6 @@ class ModelCheckpoint(Callback):
         self.best: float | None = None
 
     def on_train_begin(self, logs=None):
-        from fastnn.saving import check_writable
-
         fields = {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(self.filepath) if name}
         for field in sorted(fields - {"epoch"}):
             _check_logged(self, field, "names in its filepath")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numbers
+import os
+from pathlib import Path
 from typing import Any
 
 from fastnn.backend import Backend, BackendMismatchError, owner_of
@@ -108,3 +110,15 @@ def _class_weights(class_weight: Any, y: Any, be: Backend) -> Any:
                        dtype=be.dtype, device=be.device)
     labels = xp.astype(y[:, 0] > 0.5, xp.int64) if units == 1 else xp.argmax(y, axis=1)
     return xp.take(table, labels, axis=0)
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise a clear OSError, naming `path`, when a model cannot be saved there."""
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot save to {path}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot save to {path}: the folder {folder} is not writable")
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot save to {path}: it is a folder; give a file name such as {path / 'model.npz'}")

@@ -19,7 +19,7 @@ PLOT_FORMATS = (".png", ".pdf", ".svg")
 
 def _check_outputs(args: argparse.Namespace) -> None:
     """Refuse unusable --save and --plot targets before training, not after."""
-    from fastnn.saving import check_writable
+    from fastnn.checks import check_writable
 
     if args.save:
         check_writable(args.save)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from fastnn.backend import to_numpy
+from fastnn.checks import check_writable
 
 FORMAT, VERSION = "fastnn-model", 1
 
@@ -42,18 +43,6 @@ def save(model: Any, path: str | os.PathLike) -> Path:
             os.unlink(tmp)
         raise
     return path
-
-
-def check_writable(path: str | os.PathLike) -> None:
-    """Raise a clear OSError, naming `path`, when a model cannot be saved there."""
-    path = Path(path)
-    folder = path.parent
-    if not folder.is_dir():
-        raise FileNotFoundError(f"cannot save to {path}: the folder {folder} does not exist; create it first")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot save to {path}: the folder {folder} is not writable")
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot save to {path}: it is a folder; give a file name such as {path / 'model.npz'}")
 
 
 def _umask() -> int:
