@@ -228,7 +228,7 @@ def _last_weight_gradients(plan: EpochPlan) -> list[str]:
     return lines
 
 
-def _layer_arrays(plan: EpochPlan) -> list[tuple[str, int, int | None]]:
+def layer_arrays(plan: EpochPlan) -> list[tuple[str, int, int | None]]:
     """(name, rows, columns or None for a vector) of every per-layer array the generated code
     takes: weights, biases, their gradients and the optimizer's slots, in signature order."""
     slots = len(SLOT_NAMES[plan.optimizer])
@@ -244,7 +244,7 @@ def _params_on_stack(plan: EpochPlan, scratch_bytes: int) -> bool:
     """Whether the per-layer arrays are copied to the stack for the epoch and back at its end.
     Only for tiny networks (every width up to 8), whose parameters then stay in registers;
     wider layers' copies unrolled the wrong loops (docs/kernels.md#stack)."""
-    values = sum(rows * (cols or 1) for _, rows, cols in _layer_arrays(plan))
+    values = sum(rows * (cols or 1) for _, rows, cols in layer_arrays(plan))
     return max(plan.widths) <= 8 and scratch_bytes + 8 * values <= MAX_BYTES
 
 
@@ -291,7 +291,7 @@ def _scratch(plan: EpochPlan) -> tuple[list[str], int]:
 def _parameters(plan: EpochPlan, stack_bytes: int) -> tuple[list[str], list[str], list[str]]:
     """(argument names, lines copying them to the stack, lines copying them back): copies only
     where `_params_on_stack` says so."""
-    arrays = _layer_arrays(plan)
+    arrays = layer_arrays(plan)
     if not _params_on_stack(plan, stack_bytes):
         return [name for name, _, _ in arrays], [], []
     copy_in, copy_back = [], []

@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fastnn.engines import Engine, LayerEngine, TrainState
-from fastnn.kernels.compiled_epoch import LOGITS, EpochPlan, compiled_before, epoch_function, mark_compiled
-from fastnn.kernels.compiled_epoch import SLOT_NAMES as SLOTS
+from fastnn.kernels.compiled_epoch import (LOGITS, EpochPlan, compiled_before, epoch_function, layer_arrays,
+                                           mark_compiled)
 from fastnn.ops import ArrayOps
 from fastnn.spec import MetricCode, NetworkSpec
 
@@ -117,10 +117,7 @@ class CompiledEpochEngine(Engine):
         """Compile (or load) the epoch by calling it on zero rows of the argument types it will get."""
         plan, ordered = kind
         x, y = np.zeros((0, plan.widths[0]), self.dtype), np.zeros((0, plan.widths[-1]), self.dtype)
-        arrays = []
-        for k, m in zip(plan.widths, plan.widths[1:]):  # W, b; dW, db; each slot's pair
-            for _ in range(2 + len(SLOTS[plan.optimizer])):
-                arrays += [np.zeros((k, m), self.dtype), np.zeros(m, self.dtype)]
+        arrays = [np.zeros((rows, cols) if cols else rows, self.dtype) for _, rows, cols in layer_arrays(plan)]
         compiled.function(x, y, np.zeros(0, np.int64) if ordered else None, *arrays, compiled.hyper, 0)
         mark_compiled(*kind)
         self._ready.add(kind)
@@ -156,7 +153,7 @@ class CompiledEpochEngine(Engine):
         """(mean loss, mean metric, first non-finite batch or -1) of one compiled epoch."""
         function, plan, hyper = self.compiled(spec, batch_size)
         x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
-        arrays = state.by_layer(spec.optimizer.slots)  # the order of compiled_epoch._layer_arrays
+        arrays = state.by_layer(spec.optimizer.slots)  # the order of compiled_epoch.layer_arrays
         loss, metric, state.iterations, bad = function(x, y, order, *arrays, hyper, state.iterations)
         return loss, metric, bad
 

@@ -86,8 +86,8 @@ def fit(model: Any, x: Any, y: Any, epochs: range, batch_size: int, shuffle: boo
     hooks.on_train_begin()
     for epoch in epochs:
         hooks.on_epoch_begin(epoch)
-        logs = train_epoch(model, x, y, batch_size, order(), hooks.on_batch if hooks.batch_callbacks else None, weights)
-        params["status"] = engines.select(model.backend.engines, model.spec, batch_size).status(model.spec, batch_size)
+        on_batch = hooks.on_batch if hooks.batch_callbacks else None
+        logs, params["status"] = train_epoch(model, x, y, batch_size, order(), on_batch, weights)
         bad_batch = logs.pop("nonfinite_batch", None)
         if validation is not None and bad_batch is None:
             logs.update({f"val_{k}": v for k, v in evaluate(model, *validation, INFERENCE_BATCH).items()})
@@ -108,12 +108,12 @@ def _warn_nonfinite(epoch: int, batch: int, batches: int) -> None:
 
 
 def train_epoch(model: Any, x: Any, y: Any, batch_size: int, order: Any = None,
-                on_batch: engines.OnBatch | None = None, weights: Any = None) -> dict[str, float]:
+                on_batch: engines.OnBatch | None = None, weights: Any = None) -> tuple[dict[str, float], str]:
     """One epoch over x[order] through the first engine that covers the model at this batch size
-    (and its sample weights, given as a (n, 1) column)."""
+    (and its sample weights, given as a (n, 1) column): (its logs, the engine's status after it)."""
     spec, state = model.spec, model.train_state()
     engine = engines.select(model.backend.engines, spec, batch_size, weighted=weights is not None)
-    return engine.run_epoch(spec, state, x, y, batch_size, order, on_batch, weights)
+    return engine.run_epoch(spec, state, x, y, batch_size, order, on_batch, weights), engine.status(spec, batch_size)
 
 
 def train_step(model: Any, x: Any, y: Any) -> tuple[Any, dict[str, Any]]:
