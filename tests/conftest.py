@@ -8,7 +8,7 @@ import pytest
 import fastnn
 from fastnn.backend import BackendUnavailableError, import_namespace
 
-ALL_BACKENDS = ("numpy", "array_api_strict", "cupy")
+ALL_BACKENDS = ("numpy", "array_api_strict", "torch", "jax", "cupy")
 
 
 def backend_params(names=ALL_BACKENDS, slow=()):

@@ -47,7 +47,7 @@ def test_optimizer_matches_torch(be64, case, kernels):
     p = be.asarray(np.array(P0))
     opt.build([p])
     for g in GRADS:
-        opt.apply([p], [be.asarray(np.array(g))], be.ops)
+        p, = opt.apply([p], [be.asarray(np.array(g))], be.ops)
     np.testing.assert_allclose(to_np(p), expected, rtol=1e-12, atol=1e-14)
 
 
@@ -74,7 +74,7 @@ def run_steps(be, config):
     ps = [be.asarray(p.copy()) for p in params]
     opt.build(ps)
     for step in grads:
-        opt.apply(ps, [be.asarray(g) for g in step], be.ops)
+        ps = opt.apply(ps, [be.asarray(g) for g in step], be.ops)
     return [to_np(p).ravel() for p in ps]
 
 

@@ -33,7 +33,7 @@ def test_schedules_follow_their_closed_forms_through_20_sgd_steps(be64, schedule
     opt.build(ps)
     expected = [p.copy() for p in params]
     for t, step in enumerate(grads):
-        opt.apply(ps, [be.asarray(g) for g in step], be.ops)
+        ps = opt.apply(ps, [be.asarray(g) for g in step], be.ops)
         for p, g in zip(expected, step):
             p -= closed_form(t) * g
     for p, e in zip(ps, expected):

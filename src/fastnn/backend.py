@@ -1,9 +1,9 @@
 """The one module that knows backends exist.
 
-It resolves a name ("numpy", "cupy", "array_api_strict", "auto") to a `Backend` — the Array-API
-namespace, device, float dtype and kernel table that layers use — and converts arrays between
-backends. Everything else in fastnn is written against `backend.xp` and never imports NumPy or
-CuPy for computation.
+It resolves a name ("numpy", "cupy", "array_api_strict", "torch", "jax", "auto") and a device
+to a `Backend` — the Array-API namespace, device, float dtype and kernel table that layers use —
+and converts arrays between backends. Everything else in fastnn is written against `backend.xp`
+and never imports NumPy, CuPy, PyTorch or JAX for computation.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
-BACKEND_NAMES = ("numpy", "cupy", "array_api_strict")
+BACKEND_NAMES = ("numpy", "cupy", "array_api_strict", "torch", "jax")
 _CUPY_HINT = 'install CuPy for your CUDA version: pip install "fastnn[cuda12]" or "fastnn[cuda13]"'
 
 
@@ -38,6 +39,7 @@ class Backend:
     device: Any
     dtype: Any
     kernels: bool = True
+    device_name: str | None = None  # the device as asked for ("cuda:1", "mps"...); None: the default
     ops: Any = field(default=None, compare=False, repr=False)  # the per-operation table (fastnn.ops)
     engines: tuple = field(default=(), compare=False, repr=False)  # what trains on it (fastnn.engines)
 
@@ -55,15 +57,33 @@ class Backend:
 
     def with_options(self, dtype: Any = None, kernels: bool | None = None) -> "Backend":
         """The same backend with another float dtype and/or kernel setting."""
-        return _make(self.name, dtype or self.dtype_name, self.kernels if kernels is None else kernels)
+        return _make(self.name, dtype or self.dtype_name, self.kernels if kernels is None else kernels,
+                     self.device_name)
+
+    def on_its_device(self, x: Any) -> bool:
+        """True when array `x` (of this backend) lives on this backend's device."""
+        return array_api_compat.device(x) == self.device
 
 
 # ---------------------------------------------------------------------------------------------
 # Namespaces and probing
 
 
-def import_namespace(name: str) -> tuple[ModuleType, Any]:
-    """(Array-API namespace, device) for a backend name; raises BackendUnavailableError."""
+def import_namespace(name: str, device: str | None = None, dtype: str = "float32") -> tuple[ModuleType, Any]:
+    """(Array-API namespace, device) for a backend name and device ("cpu", "cuda", "cuda:1",
+    "mps"...; None: the backend's default); raises BackendUnavailableError."""
+    if name == "cupy":
+        _probe_cupy()
+        import array_api_compat.cupy as xp
+        import cupy
+
+        return xp, cupy.cuda.Device(_device_index(device))
+    if name == "torch":
+        return _torch_namespace(device)
+    if name == "jax":
+        return _jax_namespace(device, dtype)
+    if device not in (None, "cpu"):
+        raise BackendUnavailableError(f"backend {name!r} runs on the CPU only, not on {device!r}")
     if name == "numpy":
         import array_api_compat.numpy as xp
 
@@ -76,13 +96,47 @@ def import_namespace(name: str) -> tuple[ModuleType, Any]:
                 "array_api_strict is not installed: pip install array-api-strict"
             ) from err
         return xp, xp.Device("CPU_DEVICE")
-    if name == "cupy":
-        _probe_cupy()
-        import array_api_compat.cupy as xp
-        import cupy
-
-        return xp, cupy.cuda.Device()
     raise ValueError(f"unknown backend {name!r}; choose one of {BACKEND_NAMES + ('auto',)}")
+
+
+def _device_index(device: str | None) -> int | None:
+    """CuPy's device number from None, "cuda" or "cuda:N"."""
+    if device in (None, "cuda", "gpu"):
+        return None
+    head, _, index = str(device).partition(":")
+    if head not in ("cuda", "gpu") or not index.isdigit():
+        raise BackendUnavailableError(f"backend 'cupy' takes device 'cuda' or 'cuda:N', not {device!r}")
+    return int(index)
+
+
+def _torch_namespace(device: str | None) -> tuple[ModuleType, Any]:
+    try:
+        import array_api_compat.torch as xp
+        import torch
+    except ImportError as err:
+        raise BackendUnavailableError('PyTorch is not installed: pip install "fastnn[torch]"') from err
+    try:
+        where = torch.device(device or "cpu")
+        (torch.ones(2, 2, device=where) @ torch.ones(2, 2, device=where)).sum().item()
+    except (RuntimeError, AssertionError, ValueError) as err:  # a bad name, or no such device here
+        raise BackendUnavailableError(f"backend 'torch' cannot compute on device {device!r}: {err}") from err
+    return xp, where
+
+
+def _jax_namespace(device: str | None, dtype: str) -> tuple[ModuleType, Any]:
+    try:
+        import jax
+        import jax.numpy as xp
+    except ImportError as err:
+        raise BackendUnavailableError('JAX is not installed: pip install "fastnn[jax]"') from err
+    if dtype == "float64":  # JAX computes in 32 bits unless x64 is switched on, process-wide
+        jax.config.update("jax_enable_x64", True)
+    platform, _, index = (device or jax.default_backend()).partition(":")
+    try:
+        where = jax.devices("gpu" if platform == "cuda" else platform)[int(index or 0)]
+    except (RuntimeError, IndexError, ValueError) as err:
+        raise BackendUnavailableError(f"backend 'jax' has no device {device!r}: {err}") from err
+    return xp, where
 
 
 @functools.cache
@@ -117,7 +171,7 @@ def _probe_cupy() -> None:
 def available_backends() -> list[str]:
     """Names of the backends usable on this machine, in order of preference for speed."""
     names = []
-    for name in ("cupy", "numpy", "array_api_strict"):
+    for name in ("cupy", "numpy", "array_api_strict", "torch", "jax"):
         try:
             import_namespace(name)
         except BackendUnavailableError:
@@ -135,11 +189,11 @@ def _float_dtype(xp: ModuleType, dtype: Any) -> Any:
 
 
 @functools.cache
-def _make(name: str, dtype: str, kernels: bool) -> Backend:
+def _make(name: str, dtype: str, kernels: bool, device: str | None = None) -> Backend:
     if name == "auto":
         name = "cupy" if cupy_problem() is None else "numpy"
-    xp, device = import_namespace(name)
-    backend = Backend(name, xp, device, _float_dtype(xp, dtype), kernels)
+    xp, where = import_namespace(name, device, dtype)
+    backend = Backend(name, xp, where, _float_dtype(xp, dtype), kernels, device)
     from fastnn import engines, ops  # late: both build on the layers, which import this module
 
     object.__setattr__(backend, "ops", ops.ops_for(backend))
@@ -155,17 +209,20 @@ _ENV_KERNELS = os.environ.get("FASTNN_KERNELS", "1").strip().lower() not in ("0"
 _active: contextvars.ContextVar[Backend | None] = contextvars.ContextVar("fastnn_backend", default=None)
 
 
-def resolve(name: str | Backend | None = None, dtype: Any = None, kernels: bool | None = None) -> Backend:
-    """The Backend for a name (None: the active one), with optional dtype/kernel overrides."""
-    if isinstance(name, Backend):
-        return name.with_options(dtype, kernels)
-    if name is None:
-        return backend().with_options(dtype, kernels)
-    name = name.strip().lower()
-    if name not in BACKEND_NAMES + ("auto",):
+def resolve(name: str | Backend | None = None, dtype: Any = None, kernels: bool | None = None,
+            device: str | None = None) -> Backend:
+    """The Backend for a name (None: the active one), with optional dtype/kernel/device overrides."""
+    if isinstance(name, Backend) or name is None:
+        current = name or backend()
+        if device is None:
+            return current.with_options(dtype, kernels)
+        name = current.name
+    if not isinstance(name, str) or name.strip().lower() not in BACKEND_NAMES + ("auto",):
         raise ValueError(f"unknown backend {name!r}; choose one of {BACKEND_NAMES + ('auto',)}")
+    if device is not None and not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'cpu', 'cuda', 'cuda:1' or 'mps', got {device!r}")
     dtype_name = "float32" if dtype is None else _float_dtype(np, dtype).__name__
-    return _make(name, dtype_name, _ENV_KERNELS if kernels is None else bool(kernels))
+    return _make(name.strip().lower(), dtype_name, _ENV_KERNELS if kernels is None else bool(kernels), device)
 
 
 def backend() -> Backend:
@@ -175,14 +232,16 @@ def backend() -> Backend:
 
 
 class use:
-    """Select the backend: `fastnn.use("cupy")`, or `with fastnn.use("array_api_strict"): ...`.
+    """Select the backend: `fastnn.use("cupy")`, `fastnn.use("torch", device="cuda")`, or
+    `with fastnn.use("array_api_strict"): ...`.
 
     The choice lives in a ContextVar, so it never leaks into other threads; as a context
     manager it restores the previous backend on exit.
     """
 
-    def __init__(self, name: str = "numpy", dtype: Any = None, kernels: bool | None = None) -> None:
-        self.backend = resolve(name, dtype, kernels)
+    def __init__(self, name: str = "numpy", dtype: Any = None, kernels: bool | None = None,
+                 device: str | None = None) -> None:
+        self.backend = resolve(name, dtype, kernels, device)
         self._token = _active.set(self.backend)
 
     def __enter__(self) -> Backend:
@@ -192,7 +251,8 @@ class use:
         _active.reset(self._token)
 
     def __repr__(self) -> str:
-        return f"use({self.backend.name!r}, dtype={self.backend.dtype_name!r}, kernels={self.backend.kernels})"
+        return (f"use({self.backend.name!r}, dtype={self.backend.dtype_name!r}, kernels={self.backend.kernels}, "
+                f"device={str(self.backend.device)!r})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,14 +261,12 @@ class use:
 
 def owner_of(x: Any) -> str | None:
     """The backend name owning array `x`, or None for host data that is not an array."""
-    module = type(x).__module__.split(".", 1)[0]
-    if module == "numpy" and isinstance(x, np.ndarray):
+    if isinstance(x, np.ndarray):
         return "numpy"
-    if module in ("cupy", "array_api_strict"):
-        return module
-    if module == "torch":
-        return "torch"
-    return None
+    if array_api_compat.is_jax_array(x):
+        return "jax"
+    module = type(x).__module__.split(".", 1)[0]
+    return module if module in ("cupy", "array_api_strict", "torch") else None
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -221,6 +279,8 @@ def to_numpy(x: Any) -> np.ndarray:
         return x.get()
     if owner == "torch":
         return x.detach().cpu().numpy()
+    if owner == "jax":
+        return np.asarray(x)
     if hasattr(x, "__dlpack__"):
         try:
             return np.from_dlpack(x)
@@ -249,6 +309,8 @@ def _to_backend(be: Backend, x: Any, dtype: Any) -> Any:
         raise TypeError(f"expected numeric data, got an array of dtype {x.dtype}")
     if not be.is_native(x):
         x = be.xp.asarray(np.ascontiguousarray(x), device=be.device)
+    elif not be.on_its_device(x):
+        x = be.xp.asarray(x, device=be.device)
     if dtype is None:
         dtype = be.dtype if be.xp.isdtype(x.dtype, "real floating") else None
     elif isinstance(dtype, str):
@@ -257,7 +319,8 @@ def _to_backend(be: Backend, x: Any, dtype: Any) -> Any:
 
 
 def asarray(x: Any, dtype: Any = None) -> Any:
-    """`x` (lists, NumPy, CuPy or strict arrays, any DLPack producer) as an array of the active backend.
+    """`x` (lists, NumPy, CuPy, strict, PyTorch or JAX arrays, any DLPack producer) as an array
+    of the active backend, on its device.
 
     Floating data takes the backend's float dtype unless `dtype` says otherwise; integer and
     boolean data keep their dtype.

@@ -7,17 +7,25 @@ import os
 from pathlib import Path
 from typing import Any
 
+import array_api_compat
+
 from fastnn.backend import Backend, BackendMismatchError, owner_of
 
 
 def as_backend_array(data: Any, be: Backend, what: str) -> Any:
-    """`data` as an array of `be`: host data (lists, NumPy) is moved there, arrays of another
-    device backend are refused, non-numeric data is refused."""
+    """`data` as an array of `be`: host data (lists, NumPy) is moved there; arrays of another
+    backend, or of this one on another device, and non-numeric data are refused."""
     owner = owner_of(data)
     if owner not in (None, "numpy", be.name):
         raise BackendMismatchError(
             f"{what} is a {owner} array but the model runs on the {be.name!r} backend; convert it "
-            f"with fastnn.to_numpy({what}) or move the model with model.to({owner!r})"
+            f"with fastnn.asarray({what}) or fastnn.to_numpy({what}), or move the model with model.to({owner!r})"
+        )
+    if owner == be.name and owner != "numpy" and not be.on_its_device(data):
+        where = array_api_compat.device(data)
+        raise BackendMismatchError(
+            f"{what} is on device {str(where)!r} but the model runs on {be.name} device {str(be.device)!r}; "
+            f"move the data there, or the model with model.to({be.name!r}, device={str(where)!r})"
         )
     try:
         return be.asarray(data, dtype=None)
@@ -47,7 +55,7 @@ def check_features(x: Any, be: Backend, input_dim: int | None) -> Any:
 def check_finite(a: Any, xp: Any, what: str) -> None:
     bad = xp.logical_not(xp.isfinite(a))
     if bool(xp.any(bad)):
-        raise ValueError(f"{what} contains {int(xp.sum(xp.astype(bad, xp.int64)))} NaN or Inf "
+        raise ValueError(f"{what} contains {int(xp.count_nonzero(bad))} NaN or Inf "
                          f"value(s); remove or impute them before training")
 
 

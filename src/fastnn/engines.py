@@ -32,6 +32,14 @@ class TrainState:
         """[W0, b0, W1, b1, ...] in layer order."""
         return [p for layer in self.layers for p in layer.params]
 
+    @params.setter
+    def params(self, new: list[Any]) -> None:
+        """Hand back updated parameters; only layers with a new array (JAX's) are touched."""
+        for layer in self.layers:
+            mine, new = new[:len(layer.params)], new[len(layer.params):]
+            if any(a is not b for a, b in zip(mine, layer.params)):
+                layer.set_params(mine)
+
     @property
     def grads(self) -> list[Any]:
         """The last batch's gradients, in the order of `params` (engines write them)."""
@@ -171,7 +179,7 @@ class LayerEngine(Engine):
             value, values = self.loss_and_metrics(spec, state, x, y, True, weights)
         else:
             value, values = self._blocked_gradients(spec, state, x, y, rows, weights)
-        state.optimizer.apply(state.params, state.grads, self.ops)
+        state.params = state.optimizer.apply(state.params, state.grads, self.ops)
         return value, values
 
     def _blocked_gradients(self, spec, state, x, y, rows, weights=None):
@@ -186,8 +194,8 @@ class LayerEngine(Engine):
             if summed is None:
                 summed = [weight * g for g in state.grads]
             else:
-                for total, g in zip(summed, state.grads):
-                    total += weight * g
+                for k, g in enumerate(state.grads):
+                    summed[k] += weight * g  # in place where arrays allow it
             accumulate(totals, value, values, weight)
         for layer in state.layers:
             layer.grads, summed = summed[:len(layer.grads)], summed[len(layer.grads):]

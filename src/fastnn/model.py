@@ -143,10 +143,11 @@ class Sequential:
             layer.set_params(new[:count])
             new = new[count:]
 
-    def to(self, backend: str | Backend) -> "Sequential":
-        """Move weights and optimizer state to another backend ("numpy", "cupy"...); returns self."""
-        target = resolve(backend, self.backend.dtype_name)
-        move = lambda a: target.asarray(a, target.dtype)  # noqa: E731
+    def to(self, backend: str | Backend, device: str | None = None) -> "Sequential":
+        """Move weights and optimizer state, exactly, to another backend or device ("numpy",
+        "cupy", "torch", "jax"; device "cuda", "mps"...); returns self."""
+        target = resolve(backend, self.backend.dtype_name, device=device)
+        move = lambda a: target.xp.asarray(target.asarray(a, target.dtype), copy=True)  # noqa: E731  owned, writable
         for layer in self.layers:
             layer.backend = target
             layer.set_params([move(p) for p in layer.params])
@@ -284,6 +285,12 @@ class Sequential:
         from fastnn.saving import save
 
         return save(self, path)
+
+    def __reduce__(self) -> tuple:
+        """Pickle as the arrays a saved file holds, unpickled onto the same backend and device."""
+        from fastnn.saving import restore, state_arrays
+
+        return restore, (state_arrays(self), self.backend.name, self.backend.device_name)
 
     def get_config(self) -> dict:
         return {"layers": [layer.get_config() for layer in self.layers], "seed": self.seed,

@@ -1,7 +1,9 @@
-"""Optimizers with PyTorch's update rules, applied in place to the model's parameter arrays.
+"""Optimizers with PyTorch's update rules.
 
 Each keeps one dict of state arrays per parameter (`self.state`), so a model can move the
-state between backends and save it with the weights.
+state between backends and save it with the weights. Updates are written with augmented
+assignments (`p -= ...`, `state["m"] *= ...`) and return the parameter: in place on NumPy, CuPy
+and PyTorch, a new array on JAX, whose arrays are immutable — one code for both.
 """
 
 from __future__ import annotations
@@ -111,18 +113,19 @@ class Optimizer(Configurable):
         self.state = [{k: self.initial_slot(k, p) for k in self.slot_names} for p in params]
         self.iterations = 0
 
-    def apply(self, params: list[Any], grads: list[Any], ops: Any = None) -> None:
-        """One update step of every parameter, in place. `ops` may supply a fused kernel."""
+    def apply(self, params: list[Any], grads: list[Any], ops: Any = None) -> list[Any]:
+        """One update step of every parameter; returns the updated parameters (the same arrays
+        where the backend updates in place). `ops` may supply a fused kernel."""
         if self.schedule is not None:  # the rate for the step about to be made, as Keras; it may reach 0
             Optimizer.lr.store(self, self.schedule(self.iterations))
         self.iterations += 1
         grads = self.clipping(grads)
         update = getattr(ops, f"{self.name}_update", None) if ops is not None else None
-        for p, g, s in zip(params, grads, self.state):
-            if update is None or not update(self, p, g, s):
-                self.update(p, g, s)
+        return [p if update is not None and update(self, p, g, s) else self.update(p, g, s)
+                for p, g, s in zip(params, grads, self.state)]
 
-    def update(self, p: Any, g: Any, state: dict[str, Any]) -> None:
+    def update(self, p: Any, g: Any, state: dict[str, Any]) -> Any:
+        """p after one step from gradient g, updating `state`'s arrays."""
         raise NotImplementedError
 
     def hyperparameters(self) -> dict:
@@ -163,11 +166,12 @@ class SGD(Optimizer):
     def update(self, p, g, state):
         if not self.momentum:
             p -= self.lr * g
-            return
+            return p
+        state["momentum"] *= self.momentum
+        state["momentum"] += g
         buf = state["momentum"]
-        buf *= self.momentum
-        buf += g
         p -= self.lr * (g + self.momentum * buf if self.nesterov else buf)
+        return p
 
     def spec(self) -> OptimizerSpec:
         rule = "sgd" if self.momentum == 0 else "nesterov" if self.nesterov else "momentum"
@@ -196,13 +200,16 @@ class Adam(Optimizer):
 
     def update(self, p, g, state):
         xp = array_namespace(p)
-        m, v = state["m"], state["v"]
-        m *= self.beta_1
-        m += (1 - self.beta_1) * g
-        v *= self.beta_2
-        v += (1 - self.beta_2) * (g * g)
+        state["m"] *= self.beta_1
+        state["m"] += (1 - self.beta_1) * g
+        state["v"] *= self.beta_2
+        state["v"] += (1 - self.beta_2) * (g * g)
         step, root_bc2 = self.step_sizes()
-        p -= step * (m / (xp.sqrt(v) / root_bc2 + self.epsilon))
+        denominator = xp.sqrt(state["v"])  # then in place where the arrays allow: fewer temporaries
+        denominator /= root_bc2
+        denominator += self.epsilon
+        p -= step * (state["m"] / denominator)
+        return p
 
     def spec(self) -> OptimizerSpec:
         return OptimizerSpec(self.name, self.lr, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
@@ -226,7 +233,7 @@ class AdamW(Adam):
 
     def update(self, p, g, state):
         p *= 1 - self.lr * self.weight_decay
-        super().update(p, g, state)
+        return super().update(p, g, state)
 
     def hyperparameters(self) -> dict:
         return {**super().hyperparameters(), "weight_decay": self.weight_decay}
@@ -248,23 +255,22 @@ class RMSprop(Optimizer):
 
     def update(self, p, g, state):
         xp = array_namespace(p)
+        state["square_avg"] *= self.rho
+        state["square_avg"] += (1 - self.rho) * (g * g)
         square_avg = state["square_avg"]
-        square_avg *= self.rho
-        square_avg += (1 - self.rho) * (g * g)
         if self.centered:
-            grad_avg = state["grad_avg"]
-            grad_avg *= self.rho
-            grad_avg += (1 - self.rho) * g
-            avg = xp.sqrt(square_avg - grad_avg * grad_avg) + self.epsilon
+            state["grad_avg"] *= self.rho
+            state["grad_avg"] += (1 - self.rho) * g
+            avg = xp.sqrt(square_avg - state["grad_avg"] * state["grad_avg"]) + self.epsilon
         else:
             avg = xp.sqrt(square_avg) + self.epsilon
         if not self.momentum:
             p -= self.lr * (g / avg)
-            return
-        buf = state["momentum"]
-        buf *= self.momentum
-        buf += g / avg
-        p -= self.lr * buf
+            return p
+        state["momentum"] *= self.momentum
+        state["momentum"] += g / avg
+        p -= self.lr * state["momentum"]
+        return p
 
     def hyperparameters(self) -> dict:
         return {"rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon, "centered": self.centered}
@@ -289,9 +295,9 @@ class Adagrad(Optimizer):
 
     def update(self, p, g, state):
         xp = array_namespace(p)
-        total = state["sum"]
-        total += g * g
-        p -= self.lr * (g / (xp.sqrt(total) + self.epsilon))
+        state["sum"] += g * g
+        p -= self.lr * (g / (xp.sqrt(state["sum"]) + self.epsilon))
+        return p
 
     def hyperparameters(self) -> dict:
         return {"initial_accumulator_value": self.initial_accumulator_value, "epsilon": self.epsilon}
