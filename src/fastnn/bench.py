@@ -27,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 import fastnn
+from fastnn.backend import cupy_problem
 from fastnn.layers import Dense
 from fastnn.training import train_step
 
@@ -226,7 +227,7 @@ def implementations(include_torch: bool = True) -> dict[str, tuple[str, Callable
     impls["fastnn-numpy-pure"] = ("cpu", fastnn_step("numpy", False))
     impls["numpy-tutorial"] = ("cpu", numpy_tutorial_step)
     impls["fastnn-strict-pure"] = ("cpu", fastnn_step("array_api_strict", False))
-    if "cupy" in fastnn.available_backends():
+    if cupy_problem() is None:
         impls["cupy-gemm-bound"] = ("gpu", cupy_gemm_bound_step)
         impls["fastnn-cupy-fused"] = ("gpu", fastnn_step("cupy", True))
         impls["fastnn-cupy-pure"] = ("gpu", fastnn_step("cupy", False))
@@ -378,7 +379,7 @@ def machine_info() -> dict[str, Any]:
         import torch
 
         info["torch_threads"] = torch.get_num_threads()
-    if "cupy" in fastnn.available_backends():
+    if cupy_problem() is None:
         import cupy
 
         info["gpu"] = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"].decode()

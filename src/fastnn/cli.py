@@ -83,7 +83,8 @@ def _plot(result: dict, path: str) -> None:
 
 def _info(args: argparse.Namespace) -> int:
     print(f"fastnn {fastnn.__version__} on Python {platform.python_version()} ({platform.machine()})")
-    for package in ("numpy", "array-api-compat", "numba", "array-api-strict", "cupy-cuda12x", "cupy-cuda13x"):
+    for package in ("numpy", "array-api-compat", "numba", "array-api-strict", "cupy-cuda12x", "cupy-cuda13x",
+                    "torch", "jax", "scikit-learn"):
         try:
             print(f"  {package:<18}{metadata.version(package)}")
         except metadata.PackageNotFoundError:
@@ -91,7 +92,8 @@ def _info(args: argparse.Namespace) -> int:
     from fastnn import extensions
 
     problem = extensions.problem()
-    print(f"kernels: {'on (Numba; compiled epochs and fused kernels)' if problem is None else 'off: ' + problem}")
+    kernels = "on (Numba: compiled epochs and fused kernels for numpy and cupy)" if problem is None else f"off: {problem}"
+    print(f"kernels: {kernels}")
     usable = fastnn.available_backends()
     print(f"backends usable here: {', '.join(usable)} (active: {fastnn.backend().name})")
     if "cupy" not in usable:
