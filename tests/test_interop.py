@@ -150,3 +150,58 @@ def test_a_device_the_backend_cannot_reach_is_a_clear_error(name, device, messag
 def test_a_device_must_be_a_string():
     with pytest.raises(TypeError, match="device must be a string such as 'cpu', 'cuda'"):
         fastnn.use("numpy", device=0)
+
+
+# --- the jitted JAX step ------------------------------------------------------------------------
+
+
+def jax_model(*extra_layers, optimizer=None, kernels=True):
+    with fastnn.use("jax", dtype="float64", kernels=kernels):
+        model = fastnn.Sequential([Dense(6, "relu", input_dim=2, kernel_regularizer="l2"), *extra_layers,
+                                   Dense(1, "sigmoid")], seed=2)
+        model.compile(optimizer or fastnn.optimizers.Adam(0.01, clipnorm=1.0), "binary_crossentropy",
+                      metrics=["accuracy"])
+    return model
+
+
+def test_the_jitted_jax_step_equals_the_eager_one_and_leaves_concrete_arrays():
+    pytest.importorskip("jax")
+    x, y = moons_like()
+    weights = np.linspace(0.5, 1.5, len(x))
+    jitted, eager = jax_model(), jax_model(kernels=False)
+    assert jitted.backend.engines[0].name == "jax-jit" and eager.backend.engines[0].name == "layers"
+    a = jitted.fit(x, y, epochs=3, batch_size=16, sample_weight=weights, verbose=0).history
+    b = eager.fit(x, y, epochs=3, batch_size=16, sample_weight=weights, verbose=0).history
+    for key in ("loss", "accuracy"):
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-12)
+    for w, r in zip(jitted.get_weights(), eager.get_weights()):
+        np.testing.assert_allclose(w, r, rtol=1e-10, atol=1e-12)
+    assert jitted.optimizer.iterations == eager.optimizer.iterations == 18
+    state = jitted.train_state()
+    arrays = [*state.params, *state.grads, *(v for s in state.slots for v in s.values())]
+    assert all(type(a).__name__ == "ArrayImpl" for a in arrays)  # no tracer left behind
+
+
+def test_a_learning_rate_changed_between_epochs_is_traced_anew():
+    pytest.importorskip("jax")
+    x, y = moons_like()
+    halve = fastnn.LambdaCallback(on_epoch_end=lambda epoch, logs: setattr(model.optimizer, "lr", model.optimizer.lr / 2))
+    model, eager = jax_model(), jax_model(kernels=False)
+    model.fit(x, y, epochs=3, batch_size=32, callbacks=[halve], verbose=0)
+    halve_eager = fastnn.LambdaCallback(on_epoch_end=lambda e, logs: setattr(eager.optimizer, "lr", eager.optimizer.lr / 2))
+    eager.fit(x, y, epochs=3, batch_size=32, callbacks=[halve_eager], verbose=0)
+    for w, r in zip(model.get_weights(), eager.get_weights()):
+        np.testing.assert_allclose(w, r, rtol=1e-10, atol=1e-12)
+
+
+def test_dropout_and_schedules_train_eagerly_on_jax():
+    pytest.importorskip("jax")
+    from fastnn.engines import select
+    from fastnn.layers import Dropout
+
+    dropout = jax_model(Dropout(0.2))
+    scheduled = jax_model(optimizer=fastnn.optimizers.SGD(fastnn.schedules.ExponentialDecay(0.1, 10, 0.5)))
+    for model in (dropout, scheduled):
+        assert select(model.backend.engines, model.spec, 16).name == "layers"
+    plain = jax_model()
+    assert select(plain.backend.engines, plain.spec, 16).name == "jax-jit"

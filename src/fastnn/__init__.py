@@ -23,6 +23,7 @@ from fastnn.backend import (
 from fastnn.callbacks import (Callback, EarlyStopping, History, LambdaCallback, LearningRateScheduler, ModelCheckpoint,
                               ProgressBar, ReduceLROnPlateau)
 from fastnn.model import Sequential
+from fastnn import jax_step  # noqa: F401  registers the jitted step engine of the "jax" backend
 from fastnn.saving import load
 
 __version__ = "0.1.0"
