@@ -8,8 +8,8 @@
     model.fit(x, y, epochs=100)
 """
 
-from fastnn import (activations, callbacks, datasets, engines, initializers, layers, losses, metrics, optimizers,
-                    schedules, spec)
+from fastnn import (activations, callbacks, datasets, distributed, engines, initializers, layers, losses, metrics,
+                    optimizers, schedules, spec)
 from fastnn.backend import (
     Backend,
     BackendMismatchError,
@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend", "BackendMismatchError", "BackendUnavailableError", "Callback", "EarlyStopping", "History",
     "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "Sequential",
-    "activations", "asarray", "available_backends", "backend", "callbacks", "datasets", "engines", "initializers",
+    "activations", "asarray", "available_backends", "backend", "callbacks", "datasets", "distributed", "engines",
+    "initializers",
     "layers", "load", "losses", "metrics", "optimizers", "schedules", "spec", "to_numpy", "use",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import builtins
 import platform
 import sys
 import time
@@ -36,12 +37,16 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     _check_outputs(args)
+    if fastnn.distributed.launched():  # mpiexec -n N fastnn train NAME: data-parallel, rank 0 reports
+        fastnn.distributed.init()
+    print = builtins.print if fastnn.distributed.is_root() else (lambda *args, **kwargs: None)
     with fastnn.use(args.backend):
         start = time.perf_counter()
         result = EXAMPLES[args.name](epochs=args.epochs, batch_size=args.batch_size, verbose=args.verbose)
         seconds = time.perf_counter() - start
     model = result["model"]
-    print(f"{args.name}: trained on {model.backend.name} in {seconds:.2f} s")
+    ranks = f" x {fastnn.distributed.size()} ranks" if fastnn.distributed.size() > 1 else ""
+    print(f"{args.name}: trained on {model.backend.name}{ranks} in {seconds:.2f} s")
     for key, value in result["metrics"].items():
         print(f"  {key}: {value:.4f}")
     for key, value in result.items():
@@ -49,7 +54,7 @@ def _train(args: argparse.Namespace) -> int:
             print(f"  {key}: {_short(value)}")
     if args.save:
         print(f"  saved to {model.save(args.save)}")
-    if args.plot:
+    if args.plot and fastnn.distributed.is_root():
         _plot(result, args.plot)
         print(f"  plot written to {args.plot}")
     return 0
@@ -84,7 +89,7 @@ def _plot(result: dict, path: str) -> None:
 def _info(args: argparse.Namespace) -> int:
     print(f"fastnn {fastnn.__version__} on Python {platform.python_version()} ({platform.machine()})")
     for package in ("numpy", "array-api-compat", "numba", "array-api-strict", "cupy-cuda12x", "cupy-cuda13x",
-                    "torch", "jax", "scikit-learn"):
+                    "torch", "jax", "scikit-learn", "mpi4py", "mpich"):
         try:
             print(f"  {package:<18}{metadata.version(package)}")
         except metadata.PackageNotFoundError:

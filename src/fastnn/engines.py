@@ -173,12 +173,15 @@ class LayerEngine(Engine):
         y_pred = state.layers[-1].activation.forward(out) if spec.head.fused else out
         return value, {m.name: m.function(y_pred, y) for m in spec.metrics}
 
-    def step(self, spec, state, x, y, weights=None):
+    def gradients(self, spec: NetworkSpec, state: TrainState, x: Any, y: Any, weights: Any = None) -> tuple[Any, dict]:
+        """(loss, metrics) of a batch, its gradients left in the layers; no update."""
         rows, n = self.ops.block_rows, x.shape[0]
         if rows is None or n <= 2 * rows:
-            value, values = self.loss_and_metrics(spec, state, x, y, True, weights)
-        else:
-            value, values = self._blocked_gradients(spec, state, x, y, rows, weights)
+            return self.loss_and_metrics(spec, state, x, y, True, weights)
+        return self._blocked_gradients(spec, state, x, y, rows, weights)
+
+    def step(self, spec, state, x, y, weights=None):
+        value, values = self.gradients(spec, state, x, y, weights)
         state.params = state.optimizer.apply(state.params, state.grads, self.ops)
         return value, values
 

@@ -6,6 +6,7 @@ A model lives on the backend that was active when it was created (or the one nam
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Iterable, Sequence
 
@@ -13,6 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fastnn import layers as layers_module
+from fastnn import distributed as data_parallel
 from fastnn import losses, optimizers, training
 from fastnn.training import INFERENCE_BATCH
 from fastnn.backend import Backend, host_rng, resolve, to_numpy
@@ -226,44 +228,70 @@ class Sequential:
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int | None = 32, shuffle: bool = True,
             validation_data: tuple[Any, Any] | None = None, callbacks: Sequence[Callback] | None = None,
             verbose: int = 1, nan_guard: bool = True, validation_split: float = 0.0, initial_epoch: int = 0,
-            sample_weight: Any = None, class_weight: dict | None = None) -> History:
+            sample_weight: Any = None, class_weight: dict | None = None, distributed: str | None = None,
+            sync_every: int | None = None) -> History:
         """Train for `epochs` passes over (x, y), counting from `initial_epoch` (Keras's meaning:
         `epochs` is the index to stop at). `batch_size=None` is full batch, 1 is online SGD.
         `validation_split` holds out the last fraction of the rows, before shuffling, as
         validation data. `sample_weight` (one per row) and `class_weight` ({class: weight}) scale
         each sample's share of the loss (Keras's mean over the batch). Returns a History whose
-        `.history` maps "loss", metrics and "val_*" to lists. A progress bar (a ProgressBar callback) shows unless verbose=0. With `nan_guard`,
-        a NaN/Inf loss stops training with a warning that names the epoch and batch."""
-        self._require_compiled()
-        epochs = check_count(epochs, "epochs", minimum=0)
-        initial_epoch = check_count(initial_epoch, "initial_epoch", minimum=0)
-        batch_size = None if batch_size is None else check_count(batch_size, "batch_size")
-        hooks = [*_check_callbacks(callbacks), *([ProgressBar()] if verbose else [])]
-        x, y = self.prepare(x, _require_targets(y, "fit"))
-        weights = check_sample_weights(sample_weight, class_weight, y, self.backend)
-        (x, y), validation = _split(x, y, validation_split, validation_data is not None)
-        weights = None if weights is None else weights[:x.shape[0], ...]
-        if validation_data is not None:
-            validation = self.prepare(*_pair(validation_data))
-        batch_size = x.shape[0] if batch_size is None else min(batch_size, x.shape[0])
-        self.optimizer.build(self.params)
+        `.history` maps "loss", metrics and "val_*" to lists. A progress bar (a ProgressBar
+        callback) shows unless verbose=0. With `nan_guard`, a NaN/Inf loss stops training with a
+        warning that names the epoch and batch. After fastnn.distributed.init() in a launch of
+        several ranks, training is data-parallel: every rank passes the same arrays
+        (`distributed="sharded"`: each its own part of the data, `batch_size` still global);
+        `sync_every=k`: each rank steps alone on its rows and the ranks average the model every
+        k steps (for small batches, where a step costs less than an all-reduce)."""
+        sharded = _check_distributed(distributed)
+        comm = data_parallel.active()
+        with comm.together("fit") if comm else contextlib.nullcontext():
+            self._require_compiled()
+            epochs = check_count(epochs, "epochs", minimum=0)
+            initial_epoch = check_count(initial_epoch, "initial_epoch", minimum=0)
+            batch_size = None if batch_size is None else check_count(batch_size, "batch_size")
+            sync_every = None if sync_every is None else check_count(sync_every, "sync_every")
+            hooks = [*_check_callbacks(callbacks), *([ProgressBar()] if verbose and data_parallel.is_root() else [])]
+            x, y = self.prepare(x, _require_targets(y, "fit"))
+            weights = check_sample_weights(sample_weight, class_weight, y, self.backend)
+            (x, y), validation = _split(x, y, validation_split, validation_data is not None)
+            weights = None if weights is None else weights[:x.shape[0], ...]
+            if validation_data is not None:
+                validation = self.prepare(*_pair(validation_data))
+            self.optimizer.build(self.params)
+        rows = data_parallel.total_rows(x.shape[0]) if sharded else x.shape[0]  # the global batch's bound
+        batch_size = rows if batch_size is None else min(batch_size, rows)
+        if comm:
+            settings = {"epochs": epochs, "initial_epoch": initial_epoch, "batch_size": batch_size, "shuffle": shuffle,
+                        "sync_every": sync_every}
+            data_parallel.start_together(self, self._shuffle_rng, x.shape[0], sharded, settings)
         return training.fit(self, x, y, range(initial_epoch, epochs), batch_size, shuffle, validation, hooks,
-                            nan_guard, self._shuffle_rng, weights)
+                            nan_guard, self._shuffle_rng, weights,
+                            data_parallel.engine_for(self.backend, sharded, sync_every))
 
     def train_on_batch(self, x: Any, y: Any) -> float:
-        """One optimizer step on (x, y); returns the loss before the step."""
-        self._require_compiled()
-        x, y = self.prepare(x, _require_targets(y, "train_on_batch"))
-        self.optimizer.build(self.params)
-        return float(training.train_step(self, x, y)[0])
+        """One optimizer step on (x, y); returns the loss before the step. Under
+        fastnn.distributed, a data-parallel step over every rank's (x, y) together."""
+        comm = data_parallel.active()
+        with comm.together("train_on_batch") if comm else contextlib.nullcontext():
+            self._require_compiled()
+            x, y = self.prepare(x, _require_targets(y, "train_on_batch"))
+            self.optimizer.build(self.params)
+        return float(training.train_step(self, x, y, data_parallel.engine_for(self.backend, sharded=True))[0])
 
-    def evaluate(self, x: Any, y: Any, batch_size: int | None = None, verbose: int = 0) -> dict[str, float]:
+    def evaluate(self, x: Any, y: Any, batch_size: int | None = None, verbose: int = 0,
+                 distributed: str | None = None) -> dict[str, float]:
         """{"loss": ..., metric: ...} over (x, y), without training, in batches of `batch_size`
-        rows (default: INFERENCE_BATCH); verbose=1 shows a progress bar over the batches."""
-        self._require_compiled()
-        batch_size = INFERENCE_BATCH if batch_size is None else check_count(batch_size, "batch_size")
-        x, y = self.prepare(x, _require_targets(y, "evaluate"))
-        return training.evaluate(self, x, y, batch_size, verbose=bool(verbose))
+        rows (default: INFERENCE_BATCH); verbose=1 shows a progress bar over the batches. Under
+        fastnn.distributed, each rank evaluates its share of the rows (`distributed="sharded"`:
+        its own rows) and the results are reduced."""
+        sharded = _check_distributed(distributed)
+        comm = data_parallel.active()
+        with comm.together("evaluate") if comm else contextlib.nullcontext():
+            self._require_compiled()
+            batch_size = INFERENCE_BATCH if batch_size is None else check_count(batch_size, "batch_size")
+            x, y = self.prepare(x, _require_targets(y, "evaluate"))
+        return training.evaluate(self, x, y, batch_size, verbose=bool(verbose) and data_parallel.is_root(),
+                                 engine=data_parallel.engine_for(self.backend, sharded))
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: int = 0) -> Any:
         """The model's outputs for x, as an array of the model's backend, computed in batches of
@@ -329,6 +357,14 @@ def _split(x: Any, y: Any, fraction: Any, has_validation_data: bool) -> tuple[tu
     if split_at == 0:  # floor keeps at least one validation row
         raise ValueError(f"validation_split={fraction} of {x.shape[0]} rows leaves an empty training set")
     return (x[:split_at, ...], y[:split_at, ...]), (x[split_at:, ...], y[split_at:, ...])
+
+
+def _check_distributed(mode: str | None) -> bool:
+    """Whether data-parallel work takes data sharded per rank ("sharded") or the same on every
+    rank (None, "replicated")."""
+    if mode not in (None, "replicated", "sharded"):
+        raise ValueError(f"distributed must be None, 'replicated' or 'sharded', got {mode!r}")
+    return mode == "sharded"
 
 
 def _require_targets(y: Any, where: str) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from fastnn import distributed
 from fastnn.backend import to_numpy
 from fastnn.checks import check_writable
 
@@ -22,8 +23,11 @@ FORMAT, VERSION = "fastnn-model", 1
 
 
 def save(model: Any, path: str | os.PathLike) -> Path:
-    """Write `model` to `path` (a temporary file in the same folder, then an atomic rename)."""
+    """Write `model` to `path` (a temporary file in the same folder, then an atomic rename);
+    under fastnn.distributed only rank 0 writes (the others hold the same model)."""
     path = Path(path)
+    if not distributed.is_root():
+        return path
     arrays = state_arrays(model)
     check_writable(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -72,9 +72,11 @@ class CallbackList:
 
 
 def fit(model: Any, x: Any, y: Any, epochs: range, batch_size: int, shuffle: bool, validation: tuple | None,
-        callbacks: Sequence[Callback], nan_guard: bool, rng: np.random.Generator, weights: Any = None) -> History:
+        callbacks: Sequence[Callback], nan_guard: bool, rng: np.random.Generator, weights: Any = None,
+        engine: engines.Engine | None = None) -> History:
     """Train `model` on prepared arrays (and sample weights, a (n, 1) column or None) for the
-    epoch indices in `epochs`; see Sequential.fit."""
+    epoch indices in `epochs`, with `engine` (default: the first that covers each epoch); see
+    Sequential.fit."""
     history = History()
     logs = ["loss", *(metric.name for metric in model.spec.metrics)]
     logs += [f"val_{name}" for name in logs] if validation is not None else []
@@ -87,10 +89,10 @@ def fit(model: Any, x: Any, y: Any, epochs: range, batch_size: int, shuffle: boo
     for epoch in epochs:
         hooks.on_epoch_begin(epoch)
         on_batch = hooks.on_batch if hooks.batch_callbacks else None
-        logs, params["status"] = train_epoch(model, x, y, batch_size, order(), on_batch, weights)
+        logs, params["status"] = train_epoch(model, x, y, batch_size, order(), on_batch, weights, engine)
         bad_batch = logs.pop("nonfinite_batch", None)
         if validation is not None and bad_batch is None:
-            logs.update({f"val_{k}": v for k, v in evaluate(model, *validation, INFERENCE_BATCH).items()})
+            logs.update({f"val_{k}": v for k, v in evaluate(model, *validation, INFERENCE_BATCH, engine=engine).items()})
         hooks.on_epoch_end(epoch, logs)
         if bad_batch is not None and nan_guard:
             _warn_nonfinite(epoch, bad_batch, hooks.params["steps"])
@@ -108,23 +110,27 @@ def _warn_nonfinite(epoch: int, batch: int, batches: int) -> None:
 
 
 def train_epoch(model: Any, x: Any, y: Any, batch_size: int, order: Any = None,
-                on_batch: engines.OnBatch | None = None, weights: Any = None) -> tuple[dict[str, float], str]:
-    """One epoch over x[order] through the first engine that covers the model at this batch size
-    (and its sample weights, given as a (n, 1) column): (its logs, the engine's status after it)."""
+                on_batch: engines.OnBatch | None = None, weights: Any = None,
+                engine: engines.Engine | None = None) -> tuple[dict[str, float], str]:
+    """One epoch over x[order] through `engine`, or else the first engine that covers the model
+    at this batch size (and its sample weights, given as a (n, 1) column): (its logs, the
+    engine's status after it)."""
     spec, state = model.spec, model.train_state()
-    engine = engines.select(model.backend.engines, spec, batch_size, weighted=weights is not None)
+    engine = engine or engines.select(model.backend.engines, spec, batch_size, weighted=weights is not None)
     return engine.run_epoch(spec, state, x, y, batch_size, order, on_batch, weights), engine.status(spec, batch_size)
 
 
-def train_step(model: Any, x: Any, y: Any) -> tuple[Any, dict[str, Any]]:
-    """One optimizer step on prepared (x, y): (loss before the step, metric values)."""
+def train_step(model: Any, x: Any, y: Any, engine: engines.Engine | None = None) -> tuple[Any, dict[str, Any]]:
+    """One optimizer step on prepared (x, y) with `engine` (default: the first that covers
+    it): (loss before the step, metric values)."""
     spec, state = model.spec, model.train_state()
-    return engines.select(model.backend.engines, spec, x.shape[0]).step(spec, state, x, y)
+    return (engine or engines.select(model.backend.engines, spec, x.shape[0])).step(spec, state, x, y)
 
 
-def evaluate(model: Any, x: Any, y: Any, batch_size: int, verbose: bool = False) -> dict[str, float]:
-    """Mean loss and metrics over prepared (x, y), without training (the layer-by-layer engine);
-    `verbose` shows a progress bar over the batches."""
+def evaluate(model: Any, x: Any, y: Any, batch_size: int, verbose: bool = False,
+             engine: engines.Engine | None = None) -> dict[str, float]:
+    """Mean loss and metrics over prepared (x, y), without training (`engine`, by default the
+    layer-by-layer one); `verbose` shows a progress bar over the batches."""
     with tqdm(total=math.ceil(x.shape[0] / batch_size), unit="batch", disable=not verbose) as bar:
-        return model.backend.engines[-1].evaluate(model.spec, model.train_state(), x, y, batch_size,
+        return (engine or model.backend.engines[-1]).evaluate(model.spec, model.train_state(), x, y, batch_size,
                                                    on_batch=(lambda i, loss: bar.update()) if verbose else None)

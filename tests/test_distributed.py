@@ -1,0 +1,115 @@
+"""Data-parallel training under `mpiexec -n 2` (and -n 1): the same numbers as one process,
+rank 0's side effects only, and every rank ending with a clear error when one fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastnn
+
+pytest.importorskip("mpi4py", reason='fastnn.distributed needs mpi4py: pip install "fastnn[mpi]"')
+MPIEXEC = shutil.which("mpiexec") or str(Path(sys.executable).parent / "mpiexec")
+if not Path(MPIEXEC).exists():
+    pytest.skip("no mpiexec on PATH", allow_module_level=True)
+sys.path.insert(0, str(Path(__file__).parent / "mpi"))
+import worker  # noqa: E402
+
+WORKER = Path(__file__).parent / "mpi" / "worker.py"
+
+
+def launch(scenario: str, out: Path, ranks: int = 2, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONWARNINGS": "error"}
+    return subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, str(WORKER), scenario, str(out)],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def single_process(optimizer, batch_size, shuffle):
+    with fastnn.use("numpy", dtype="float64"):
+        return worker.train(optimizer, batch_size, shuffle)
+
+
+@pytest.mark.parametrize("ranks", [2, 1])
+def test_data_parallel_fit_equals_one_process(tmp_path, ranks):
+    run = launch("equivalence", tmp_path, ranks)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((tmp_path / "equivalence.json").read_text())
+    for case in worker.CASES:
+        got, expected = results["-".join(map(str, case))], single_process(*case)
+        for key, values in expected["history"].items():  # loss, accuracy, val_loss, val_accuracy per epoch
+            np.testing.assert_allclose(got["history"][key], values, rtol=1e-10, err_msg=f"{case} {key}")
+        for w, e in zip(got["weights"], expected["weights"]):
+            np.testing.assert_allclose(w, e, rtol=1e-10, atol=1e-12, err_msg=str(case))
+
+
+def test_sharded_full_batch_equals_one_process_full_batch(tmp_path):
+    run = launch("sharded", tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads((tmp_path / "sharded.json").read_text())
+    with fastnn.use("numpy", dtype="float64"):
+        x, y = worker.data()
+        net = worker.model("adam")
+        history = net.fit(x, y, epochs=3, batch_size=None, shuffle=False, verbose=0).history
+        logs = net.evaluate(x, y)
+    np.testing.assert_allclose(got["history"]["loss"], history["loss"], rtol=1e-10)
+    for w, e in zip(got["weights"], net.get_weights()):
+        np.testing.assert_allclose(w, e, rtol=1e-10, atol=1e-12)
+    assert got["evaluate"] == pytest.approx(logs, rel=1e-10)
+
+
+def test_model_averaging_every_step_is_sgd_on_both_halves_and_keeps_ranks_equal(tmp_path):
+    """SGD from the same weights, one step on each half, then the mean: one step on both halves
+    together. So sync_every=1 with batch 16 per rank is one process's batch 32 made of rank 0's
+    and rank 1's batches side by side."""
+    run = launch("averaging", tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads((tmp_path / "averaging.json").read_text())
+    with fastnn.use("numpy", dtype="float64"):
+        x, y = worker.data(256)
+        order = np.concatenate([np.r_[t * 16:(t + 1) * 16, 128 + t * 16:128 + (t + 1) * 16] for t in range(8)])
+        net = worker.model("sgd")
+        net.fit(x[order], y[order], epochs=2, batch_size=32, shuffle=False, verbose=0)
+    for w, e in zip(got["1"]["weights"], net.get_weights()):
+        np.testing.assert_allclose(w, e, rtol=1e-10, atol=1e-12)
+    assert got["1"]["same_on_every_rank"] and got["4"]["same_on_every_rank"]
+    assert got["4"]["history"]["loss"][1] < got["4"]["history"]["loss"][0]
+
+
+def test_only_rank_0_writes_files_and_shows_progress(tmp_path):
+    run = launch("side_effects", tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch1.npz", "epoch2.npz", "final.npz"]
+    assert run.stderr.count("2/2 [") == 1  # one progress bar reached its end, not one per rank
+    assert fastnn.load(tmp_path / "final.npz").optimizer.iterations == 2 * 5  # 300 rows in batches of 64
+
+
+@pytest.mark.parametrize("scenario,message", [
+    ("bad_input_on_one_rank", r"rank 1 of 2 failed in fit: ValueError: y contains 1 NaN or Inf value"),
+    ("different_models", r"ranks disagree on the model: rank 0 has .*\"units\": 8.* rank 1 has .*\"units\": 9"),
+    ("raises_outside_fit", r"rank 1 of 2 failed \(RuntimeError: this rank's data file is missing\); aborting"),
+])
+def test_a_failing_rank_ends_every_rank_within_seconds_with_a_clear_error(tmp_path, scenario, message):
+    start = time.perf_counter()
+    run = launch(scenario, tmp_path, timeout=60)
+    assert run.returncode != 0
+    assert time.perf_counter() - start < 30
+    import re
+
+    assert re.search(message, run.stderr), run.stderr[-3000:]
+
+
+def test_the_cli_trains_on_two_ranks_and_reports_once(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    run = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "fastnn", "train", "logic_and", "--epochs", "200",
+                          "--save", str(tmp_path / "and.npz")], capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("logic_and: trained on numpy x 2 ranks") == 1
+    assert run.stdout.count("saved to") == 1 and (tmp_path / "and.npz").exists()
