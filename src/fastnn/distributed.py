@@ -9,7 +9,8 @@ global batch, each rank computes the gradients of its share of every batch, one 
 one flat buffer per step sums them (weighted by rows), and every rank applies the same update.
 Weights, optimizer state and the shuffling generator start as rank 0's. Progress bars and files
 are rank 0's; `evaluate` and validation are sharded and reduced. `fit(..., distributed="sharded")`
-takes data already split per rank. Without `init()`, or with one rank, nothing changes.
+takes data already split per rank; `fit(..., sync_every=k)` averages the model every k local
+steps instead (online SGD). Without `init()`, or with one rank, nothing changes.
 
 A rank that fails while checking its arguments makes every rank raise the same error, naming
 it; an exception no one catches on any rank aborts the whole run (MPI_Abort), never a hang.
