@@ -28,7 +28,8 @@ def stepper(backend: str, kernels: bool, widths, activation, x, y):
     with fastnn.use(backend, kernels=kernels):
         layers = [Dense(w, activation) for w in widths[1:-1]]
         model = fastnn.Sequential([*layers, Dense(widths[-1], "sigmoid" if binary else "softmax")], seed=0)
-        model.compile(fastnn.optimizers.Adam(1e-3), "binary_crossentropy" if binary else "categorical_crossentropy")
+        model.compile(fastnn.optimizers.Adam(1e-3), "binary_crossentropy" if binary else "categorical_crossentropy",
+                      metrics=[])
         xt, yt = model.prepare(x, y)
     model.optimizer.build(model.params)
     engine, state, spec = model.backend.engines[0], model.train_state(), model.spec

@@ -42,7 +42,7 @@ def fastnn_step(widths, activation, x, y, device):
     with fastnn.use("torch", device=device):
         layers = [Dense(w, activation) for w in widths[1:-1]] + [Dense(widths[-1], out)]
         model = fastnn.Sequential(layers, seed=0)
-        model.compile(fastnn.optimizers.Adam(1e-3), loss)
+        model.compile(fastnn.optimizers.Adam(1e-3), loss, metrics=[])  # torch.nn computes none either
         xt, yt = model.prepare(x, y)
     model.optimizer.build(model.params)
     weights = [w.copy() for w in model.get_weights()]
