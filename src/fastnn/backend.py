@@ -47,9 +47,11 @@ class Backend:
     def dtype_name(self) -> str:
         return "float64" if self.dtype == self.xp.float64 else "float32"
 
-    def asarray(self, x: Any, dtype: Any = None) -> Any:
-        """`x` (host data or an array of this backend) as an array of this backend."""
-        return _to_backend(self, x, dtype)
+    def asarray(self, x: Any, dtype: Any = None, copy: bool = False) -> Any:
+        """`x` (host data or an array of this backend) as an array of this backend; with `copy`,
+        one of its own (writable, sharing memory with nothing: what parameters must be)."""
+        x = _to_backend(self, x, dtype)
+        return self.xp.asarray(x, copy=True) if copy else x
 
     def is_native(self, x: Any) -> bool:
         """True when `x` is already an array of this backend."""

@@ -272,8 +272,7 @@ class ModelAveragingEngine(Engine):
         local = [to_numpy(p) for p in state.params] + [to_numpy(state.slots[i][name]) for i, name in slots]
         local.append(np.array([logs.get(k, 0.0) * rows for k in keys] + [rows], dtype=float))
         *summed, scalars = self.comm.sum(local)
-        mean = [self.backend.xp.asarray(self.backend.asarray(a / self.comm.size, self.backend.dtype), copy=True)
-                for a in summed]
+        mean = [self.backend.asarray(a / self.comm.size, self.backend.dtype, copy=True) for a in summed]
         for layer in state.layers:
             layer.set_params(mean[:len(layer.params)])
             mean = mean[len(layer.params):]
@@ -312,6 +311,5 @@ def start_together(model: Any, rng: np.random.Generator, rows: int, sharded: boo
                                                                       for s in model.optimizer.state],
                                                 rng.bit_generator.state))
     model.set_weights(weights)
-    model.optimizer.state = [{k: model.backend.xp.asarray(model.backend.asarray(v), copy=True) for k, v in s.items()}
-                             for s in slots]
+    model.optimizer.state = [{k: model.backend.asarray(v, copy=True) for k, v in s.items()} for s in slots]
     rng.bit_generator.state = rng_state

@@ -136,10 +136,10 @@ class Sequential:
             raise ValueError(f"expected {len(current)} weight arrays, got {len(weights)}")
         new = []
         for i, (w, p) in enumerate(zip(weights, current)):
-            w = self.backend.asarray(w, self.backend.dtype)  # converts host or foreign arrays
+            w = self.backend.asarray(w, self.backend.dtype, copy=True)  # converts host or foreign arrays
             if tuple(w.shape) != tuple(p.shape):
                 raise ValueError(f"weight {i} has shape {tuple(w.shape)}, expected {tuple(p.shape)}")
-            new.append(self.backend.xp.asarray(w, copy=True))
+            new.append(w)
         for layer in self.layers:
             count = len(layer.params)
             layer.set_params(new[:count])
@@ -149,7 +149,7 @@ class Sequential:
         """Move weights and optimizer state, exactly, to another backend or device ("numpy",
         "cupy", "torch", "jax"; device "cuda", "mps"...); returns self."""
         target = resolve(backend, self.backend.dtype_name, device=device)
-        move = lambda a: target.xp.asarray(target.asarray(a, target.dtype), copy=True)  # noqa: E731  owned, writable
+        move = lambda a: target.asarray(a, target.dtype, copy=True)  # noqa: E731
         for layer in self.layers:
             layer.backend = target
             layer.set_params([move(p) for p in layer.params])

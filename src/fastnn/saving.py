@@ -100,8 +100,7 @@ def _rebuild(arrays: dict[str, np.ndarray], config: dict, backend: str | None, d
             for name in slots:
                 if f"optimizer_{i}_{name}" not in arrays:
                     raise ValueError(f"{source} is an incomplete fastnn model file: it lacks optimizer_{i}_{name}")
-                slots[name] = model.backend.xp.asarray(
-                    model.backend.asarray(arrays[f"optimizer_{i}_{name}"], model.backend.dtype), copy=True)
+                slots[name] = model.backend.asarray(arrays[f"optimizer_{i}_{name}"], model.backend.dtype, copy=True)
         model.optimizer.iterations = settings["iterations"]
     return model
 
