@@ -143,6 +143,12 @@ def launched() -> bool:
     return any(size.isdigit() and int(size) > 1 for size in sizes)
 
 
+def together(where: str) -> contextlib.AbstractContextManager:
+    """`Communicator.together` when several ranks train, else a block run as it is."""
+    comm = active()
+    return comm.together(where) if comm else contextlib.nullcontext()
+
+
 def active() -> Communicator | None:
     """The communicator when `init()` joined two or more ranks, else None (train alone)."""
     return _ACTIVE[0] if _ACTIVE and _ACTIVE[0].size > 1 else None
@@ -206,10 +212,7 @@ class DataParallelEngine(LayerEngine):
             return super().run_epoch(spec, state, x, y, batch_size, order, on_batch, weights)
         n, total = x.shape[0], total_rows(x.shape[0])
         steps = -(-total // batch_size)  # every rank takes the same number of steps
-        arrays = (x, y) if weights is None else (x, y, weights)
-        if order is not None:
-            index = self.backend.xp.asarray(order, device=self.backend.device)
-            arrays = tuple(self.backend.xp.take(a, index, axis=0) for a in arrays)
+        arrays = self.in_order(order, x, y, weights)
         totals: dict[str, Any] = {}
         for i in range(steps):
             lo, hi = n * i // steps, n * (i + 1) // steps
@@ -245,10 +248,7 @@ class ModelAveragingEngine(Engine):
         return True
 
     def run_epoch(self, spec, state, x, y, batch_size, order=None, on_batch=None, weights=None):
-        arrays = (x, y) if weights is None else (x, y, weights)
-        if order is not None:
-            index = self.backend.xp.asarray(order, device=self.backend.device)
-            arrays = tuple(self.backend.xp.take(a, index, axis=0) for a in arrays)
+        arrays = self.in_order(order, x, y, weights)
         if not self.sharded:
             lo, hi = self.comm.share(x.shape[0])
             arrays = tuple(a[lo:hi, ...] for a in arrays)

@@ -100,12 +100,16 @@ class Engine:
         """One pass over x[order] (in order when None): the size-weighted mean loss and metrics,
         and "nonfinite_batch" where the loss became NaN or Inf. Batch losses stay on the device
         unless `on_batch` wants them."""
-        arrays = (x, y) if weights is None else (x, y, weights)
-        if order is not None:
-            xp = self.backend.xp
-            index = xp.asarray(order, device=self.backend.device)
-            arrays = tuple(xp.take(a, index, axis=0) for a in arrays)
+        arrays = self.in_order(order, x, y, weights)
         return over_batches(lambda *batch: self.step(spec, state, *batch), arrays, batch_size, on_batch)
+
+    def in_order(self, order: Any, *arrays: Any) -> tuple:
+        """The arrays (None ones left out) with their rows in `order` (as they are when None)."""
+        arrays = tuple(a for a in arrays if a is not None)
+        if order is None:
+            return arrays
+        index = self.backend.xp.asarray(order, device=self.backend.device)
+        return tuple(self.backend.xp.take(a, index, axis=0) for a in arrays)
 
 
 def over_batches(fn: Callable[..., tuple[Any, dict]], arrays: tuple, batch_size: int,

@@ -6,7 +6,6 @@ A model lives on the backend that was active when it was created (or the one nam
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Any, Iterable, Sequence
 
@@ -243,8 +242,7 @@ class Sequential:
         `sync_every=k`: each rank steps alone on its rows and the ranks average the model every
         k steps (for small batches, where a step costs less than an all-reduce)."""
         sharded = _check_distributed(distributed)
-        comm = data_parallel.active()
-        with comm.together("fit") if comm else contextlib.nullcontext():
+        with data_parallel.together("fit"):
             self._require_compiled()
             epochs = check_count(epochs, "epochs", minimum=0)
             initial_epoch = check_count(initial_epoch, "initial_epoch", minimum=0)
@@ -260,7 +258,7 @@ class Sequential:
             self.optimizer.build(self.params)
         rows = data_parallel.total_rows(x.shape[0]) if sharded else x.shape[0]  # the global batch's bound
         batch_size = rows if batch_size is None else min(batch_size, rows)
-        if comm:
+        if data_parallel.active():
             settings = {"epochs": epochs, "initial_epoch": initial_epoch, "batch_size": batch_size, "shuffle": shuffle,
                         "sync_every": sync_every}
             data_parallel.start_together(self, self._shuffle_rng, x.shape[0], sharded, settings)
@@ -271,8 +269,7 @@ class Sequential:
     def train_on_batch(self, x: Any, y: Any) -> float:
         """One optimizer step on (x, y); returns the loss before the step. Under
         fastnn.distributed, a data-parallel step over every rank's (x, y) together."""
-        comm = data_parallel.active()
-        with comm.together("train_on_batch") if comm else contextlib.nullcontext():
+        with data_parallel.together("train_on_batch"):
             self._require_compiled()
             x, y = self.prepare(x, _require_targets(y, "train_on_batch"))
             self.optimizer.build(self.params)
@@ -285,8 +282,7 @@ class Sequential:
         fastnn.distributed, each rank evaluates its share of the rows (`distributed="sharded"`:
         its own rows) and the results are reduced."""
         sharded = _check_distributed(distributed)
-        comm = data_parallel.active()
-        with comm.together("evaluate") if comm else contextlib.nullcontext():
+        with data_parallel.together("evaluate"):
             self._require_compiled()
             batch_size = INFERENCE_BATCH if batch_size is None else check_count(batch_size, "batch_size")
             x, y = self.prepare(x, _require_targets(y, "evaluate"))
