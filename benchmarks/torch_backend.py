@@ -19,30 +19,30 @@ import numpy as np
 import torch
 
 import fastnn
+from fastnn.bench import Network, torch_model
 from fastnn.layers import Dense
 
-NETWORKS = {  # name: (widths, hidden activation, batch sizes)
-    "moons 2-8-1": ((2, 8, 1), "tanh", (64, 1024)),
-    "digits 64-32-10": ((64, 32, 10), "relu", (64, 1024)),
-    "mnist 784-512-512-10": ((784, 512, 512, 10), "relu", (256,)),
+NETWORKS = {  # name: (network, batch sizes); max_batch is the harness's and unused here
+    "moons 2-8-1": (Network((2, 8, 1), ("tanh", "sigmoid"), "binary_crossentropy", 1024), (64, 1024)),
+    "digits 64-32-10": (Network((64, 32, 10), ("relu", "softmax"), "categorical_crossentropy", 1024), (64, 1024)),
+    "mnist 784-512-512-10": (Network((784, 512, 512, 10), ("relu", "relu", "softmax"), "categorical_crossentropy",
+                                     256), (256,)),
 }
 
 
-def data(widths: tuple[int, ...], n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    x = rng.standard_normal((n, widths[0])).astype(np.float32)
-    classes = max(widths[-1], 2)
+def data(net: Network, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    x = rng.standard_normal((n, net.widths[0])).astype(np.float32)
+    classes = max(net.widths[-1], 2)
     labels = rng.integers(0, classes, n)
-    y = labels.reshape(-1, 1).astype(np.float32) if widths[-1] == 1 else np.eye(classes, dtype=np.float32)[labels]
+    y = labels.reshape(-1, 1).astype(np.float32) if net.widths[-1] == 1 else np.eye(classes, dtype=np.float32)[labels]
     return x, y
 
 
-def fastnn_step(widths, activation, x, y, device):
-    out = "sigmoid" if widths[-1] == 1 else "softmax"
-    loss = "binary_crossentropy" if widths[-1] == 1 else "categorical_crossentropy"
+def fastnn_step(net: Network, x, y, device):
     with fastnn.use("torch", device=device):
-        layers = [Dense(w, activation) for w in widths[1:-1]] + [Dense(widths[-1], out)]
+        layers = [Dense(w, a) for w, a in zip(net.widths[1:], net.activations)]
         model = fastnn.Sequential(layers, seed=0)
-        model.compile(fastnn.optimizers.Adam(1e-3), loss, metrics=[])  # torch.nn computes none either
+        model.compile(fastnn.optimizers.Adam(1e-3), net.loss, metrics=[])  # torch.nn computes none either
         xt, yt = model.prepare(x, y)
     model.optimizer.build(model.params)
     weights = [w.copy() for w in model.get_weights()]
@@ -50,24 +50,17 @@ def fastnn_step(widths, activation, x, y, device):
     return (lambda: engine.step(spec, state, xt, yt)), weights
 
 
-def torch_step(widths, activation, x, y, device, weights):
-    act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[activation]
-    layers = []
-    for i, (a, b) in enumerate(zip(widths, widths[1:])):
-        linear = torch.nn.Linear(a, b)
-        with torch.no_grad():  # fastnn's weights are (in, out); torch's (out, in)
-            linear.weight.copy_(torch.from_numpy(weights[2 * i].T.copy()))
-            linear.bias.copy_(torch.from_numpy(weights[2 * i + 1]))
-        layers += [linear] + ([act()] if i < len(widths) - 2 else [])
-    net = torch.nn.Sequential(*layers).to(device)
-    loss_fn = torch.nn.BCEWithLogitsLoss() if widths[-1] == 1 else torch.nn.CrossEntropyLoss()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+def torch_step(net: Network, x, y, device, weights):
+    """torch.nn + torch.optim.Adam from the same weights (bench.torch_model copies them)."""
+    module, loss_fn = torch_model(net, weights)
+    module = module.to(device)
+    opt = torch.optim.Adam(module.parameters(), lr=1e-3)
     xt = torch.from_numpy(x).to(device)
-    yt = torch.from_numpy(y).to(device) if widths[-1] == 1 else torch.from_numpy(y.argmax(1)).to(device)
+    yt = torch.from_numpy(y if net.widths[-1] == 1 else y.argmax(1)).to(device)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(net(xt), yt)
+        loss = loss_fn(module(xt), yt)
         loss.backward()
         opt.step()
         return loss.detach()
@@ -91,16 +84,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     print(f"host: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, device {args.device}")
     print(f"{'network':<22}{'batch':>7}{'fastnn µs':>12}{'torch.nn µs':>13}{'ratio':>8}")
     rng = np.random.default_rng(0)
-    for name, (widths, activation, batches) in NETWORKS.items():
+    for name, (net, batches) in NETWORKS.items():
         for batch in batches:
-            x, y = data(widths, batch, rng)
-            ours, weights = fastnn_step(widths, activation, x, y, args.device)
-            theirs = torch_step(widths, activation, x, y, args.device, weights)
+            x, y = data(net, batch, rng)
+            ours, weights = fastnn_step(net, x, y, args.device)
+            theirs = torch_step(net, x, y, args.device, weights)
             times = {"fastnn": [], "torch": []}
             for _ in range(args.repeats):  # alternate, so both see the same machine
                 times["fastnn"].append(per_step_us(ours, args.steps, args.device))

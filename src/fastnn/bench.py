@@ -164,7 +164,8 @@ def torch_model(net: Network, weights: list[np.ndarray]):
     """The same network in PyTorch (Linear stores W transposed), with its fused loss."""
     import torch
 
-    modules = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "softmax": lambda: torch.nn.Softmax(dim=1)}
+    modules = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid,
+               "softmax": lambda: torch.nn.Softmax(dim=1)}
     layers = []
     for i, (W, b, name) in enumerate(zip(weights[0::2], weights[1::2], net.activations)):
         linear = torch.nn.Linear(*W.shape)
