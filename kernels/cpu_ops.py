@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnn.kernels import cpu
+from fastnn.kernels import cpu, gemm
 from fastnn.kernels.scalar import adam_step_sizes
 from fastnn.ops import ArrayOps
 from fastnn.spec import LossCode
@@ -41,12 +41,16 @@ class NumbaOps(ArrayOps):
     name = "numba"
     block_rows = 16384  # a block's activations stay in cache; see docs/kernels.md#row-blocks
 
+    def __init__(self, backend: Any) -> None:
+        super().__init__(backend)
+        self.matmul = gemm.matmul_for(backend.gemm)  # matmul(a, b, out): OpenBLAS or MKL, per shape
+
     def dense_forward(self, x, W, b, act, buffers=None):
         code = act.code
         if code is None or not _native(x, W, b):
             return super().dense_forward(x, W, b, act, buffers)
         shape = (x.shape[0], W.shape[1])
-        z = np.matmul(x, W, out=_buffer(buffers, "z", shape, W.dtype))
+        z = self.matmul(x, W, _buffer(buffers, "z", shape, W.dtype))
         y = _buffer(buffers, "y", shape, W.dtype) if act.needs_z else z
         alpha = W.dtype.type(act.alpha)
         if act.needs_z:
@@ -68,14 +72,14 @@ class NumbaOps(ArrayOps):
         if x.shape[0] == 1:  # BLAS is slow at k = 1; see docs/kernels.md#outer-products
             cpu.outer_product(x.reshape(-1), dz.reshape(-1), dW)
         else:
-            np.matmul(x.T, dz, out=dW)
+            self.matmul(x.T, dz, dW)
         dx = None
         if need_dx:
             dx = _buffer(buffers, "dx", x.shape, dtype)
             if W.shape[1] == 1:  # an outer product again: docs/kernels.md#outer-products
                 cpu.outer_product(dz.reshape(-1), W.reshape(-1), dx)
             else:
-                np.matmul(dz, W.T, out=dx)
+                self.matmul(dz, W.T, dx)
         return dx, dW, db
 
     def loss(self, loss, y_pred, y_true, buffers=None, weights=None):

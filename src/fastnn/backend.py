@@ -19,6 +19,7 @@ import array_api_compat
 import numpy as np
 
 BACKEND_NAMES = ("numpy", "cupy", "array_api_strict", "torch", "jax")
+GEMM_MODES = ("auto", "openblas", "mkl")  # the NumPy backend's matrix products: fastnn.kernels.gemm
 _CUPY_HINT = 'install CuPy for your CUDA version: pip install "fastnn[cuda12]" or "fastnn[cuda13]"'
 
 
@@ -40,6 +41,7 @@ class Backend:
     dtype: Any
     kernels: bool = True
     device_name: str | None = None  # the device as asked for ("cuda:1", "mps"...); None: the default
+    gemm: str = "auto"  # which BLAS multiplies on numpy: per shape the fastest, or one forced
     ops: Any = field(default=None, compare=False, repr=False)  # the per-operation table (fastnn.ops)
     engines: tuple = field(default=(), compare=False, repr=False)  # what trains on it (fastnn.engines)
 
@@ -60,7 +62,7 @@ class Backend:
     def with_options(self, dtype: Any = None, kernels: bool | None = None) -> "Backend":
         """The same backend with another float dtype and/or kernel setting."""
         return _make(self.name, dtype or self.dtype_name, self.kernels if kernels is None else kernels,
-                     self.device_name)
+                     self.device_name, self.gemm)
 
     def on_its_device(self, x: Any) -> bool:
         """True when array `x` (of this backend) lives on this backend's device."""
@@ -191,11 +193,14 @@ def _float_dtype(xp: ModuleType, dtype: Any) -> Any:
 
 
 @functools.cache
-def _make(name: str, dtype: str, kernels: bool, device: str | None = None) -> Backend:
+def _make(name: str, dtype: str, kernels: bool, device: str | None = None, gemm: str | None = None) -> Backend:
     if name == "auto":
         name = "cupy" if cupy_problem() is None else "numpy"
+    if gemm is None:  # one Backend (and one ops table) per resolved setting
+        return _make(name, dtype, kernels, device, _gemm_mode(name, None))
+    _gemm_mode(name, gemm)
     xp, where = import_namespace(name, device, dtype)
-    backend = Backend(name, xp, where, _float_dtype(xp, dtype), kernels, device)
+    backend = Backend(name, xp, where, _float_dtype(xp, dtype), kernels, device, gemm)
     from fastnn import engines, ops  # late: both build on the layers, which import this module
 
     object.__setattr__(backend, "ops", ops.ops_for(backend))
@@ -208,23 +213,40 @@ def _make(name: str, dtype: str, kernels: bool, device: str | None = None) -> Ba
 
 _ENV_DEFAULT = os.environ.get("FASTNN_BACKEND", "numpy")
 _ENV_KERNELS = os.environ.get("FASTNN_KERNELS", "1").strip().lower() not in ("0", "false", "no", "off")
+_ENV_GEMM = os.environ.get("FASTNN_GEMM", "auto").strip().lower()
 _active: contextvars.ContextVar[Backend | None] = contextvars.ContextVar("fastnn_backend", default=None)
 
 
 def resolve(name: str | Backend | None = None, dtype: Any = None, kernels: bool | None = None,
-            device: str | None = None) -> Backend:
-    """The Backend for a name (None: the active one), with optional dtype/kernel/device overrides."""
+            device: str | None = None, gemm: str | None = None) -> Backend:
+    """The Backend for a name (None: the active one), with optional dtype/kernel/device/gemm
+    overrides."""
     if isinstance(name, Backend) or name is None:
         current = name or backend()
-        if device is None:
+        if device is None and gemm is None:
             return current.with_options(dtype, kernels)
-        name = current.name
+        name, dtype, device = current.name, dtype or current.dtype_name, device or current.device_name
+        kernels, gemm = current.kernels if kernels is None else kernels, gemm or current.gemm
     if not isinstance(name, str) or name.strip().lower() not in BACKEND_NAMES + ("auto",):
         raise ValueError(f"unknown backend {name!r}; choose one of {BACKEND_NAMES + ('auto',)}")
     if device is not None and not isinstance(device, str):
         raise TypeError(f"device must be a string such as 'cpu', 'cuda', 'cuda:1' or 'mps', got {device!r}")
     dtype_name = "float32" if dtype is None else _float_dtype(np, dtype).__name__
-    return _make(name.strip().lower(), dtype_name, _ENV_KERNELS if kernels is None else bool(kernels), device)
+    return _make(name.strip().lower(), dtype_name, _ENV_KERNELS if kernels is None else bool(kernels), device, gemm)
+
+
+def _gemm_mode(name: str, gemm: str | None) -> str:
+    """The gemm mode asked for (None: FASTNN_GEMM on numpy, else "auto"), checked."""
+    if gemm is None:
+        gemm = _ENV_GEMM if name == "numpy" else "auto"
+        where = " (from FASTNN_GEMM)"
+    else:
+        where = ""
+    if gemm not in GEMM_MODES:
+        raise ValueError(f"gemm must be one of {GEMM_MODES}, got {gemm!r}{where}")
+    if gemm != "auto" and name != "numpy":
+        raise ValueError(f"gemm={gemm!r} chooses the BLAS of the numpy backend; {name} multiplies with its own")
+    return gemm
 
 
 def backend() -> Backend:
@@ -235,15 +257,16 @@ def backend() -> Backend:
 
 class use:
     """Select the backend: `fastnn.use("cupy")`, `fastnn.use("torch", device="cuda")`, or
-    `with fastnn.use("array_api_strict"): ...`.
+    `with fastnn.use("array_api_strict"): ...`. On numpy, `gemm="openblas"` or `"mkl"` forces
+    the BLAS of every matrix product (default "auto", or FASTNN_GEMM: the faster per shape).
 
     The choice lives in a ContextVar, so it never leaks into other threads; as a context
     manager it restores the previous backend on exit.
     """
 
     def __init__(self, name: str = "numpy", dtype: Any = None, kernels: bool | None = None,
-                 device: str | None = None) -> None:
-        self.backend = resolve(name, dtype, kernels, device)
+                 device: str | None = None, gemm: str | None = None) -> None:
+        self.backend = resolve(name, dtype, kernels, device, gemm)
         self._token = _active.set(self.backend)
 
     def __enter__(self) -> Backend:
@@ -254,7 +277,7 @@ class use:
 
     def __repr__(self) -> str:
         return (f"use({self.backend.name!r}, dtype={self.backend.dtype_name!r}, kernels={self.backend.kernels}, "
-                f"device={str(self.backend.device)!r})")
+                f"device={str(self.backend.device)!r}, gemm={self.backend.gemm!r})")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -99,6 +99,8 @@ def _info(args: argparse.Namespace) -> int:
     problem = extensions.problem()
     kernels = "on (Numba: compiled epochs and fused kernels for numpy and cupy)" if problem is None else f"off: {problem}"
     print(f"kernels: {kernels}")
+    if problem is None:
+        _print_gemm()
     usable = fastnn.available_backends()
     print(f"backends usable here: {', '.join(usable)} (active: {fastnn.backend().name})")
     if "cupy" not in usable:
@@ -111,6 +113,24 @@ def _info(args: argparse.Namespace) -> int:
         props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
         print(f"  cupy device: {props['name'].decode()}")
     return 0
+
+
+def _print_gemm() -> None:
+    """Which BLAS multiplies on numpy, and why MKL does not where it does not."""
+    from fastnn.kernels import gemm
+
+    usable, why_not = gemm.libraries()
+    try:
+        mode = fastnn.use("numpy").backend.gemm
+    except (ValueError, gemm.GemmUnavailableError) as err:
+        mode = f"FASTNN_GEMM refused: {err}"
+    if mode == "auto":
+        mode = f"auto, per shape the faster of {', '.join(usable)}" if len(usable) > 1 else "openblas"
+    print(f"gemm: {mode} (force one: fastnn.use('numpy', gemm=...) or FASTNN_GEMM)")
+    if "mkl" in usable:
+        print(f"  mkl: {usable['mkl'].version} ({usable['mkl'].path})")
+    for name, why in why_not.items():
+        print(f"  {name}: unavailable: {why}")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -59,4 +59,7 @@ def ops_for(backend: Any) -> ArrayOps:
     """The fastest ops table for `backend`: a registered kernel table when kernels are on."""
     if backend.kernels and extensions.load() and backend.name in _TABLES:
         return _TABLES[backend.name](backend)
+    if backend.gemm != "auto":
+        why = "FASTNN_KERNELS=0 or kernels=False" if not backend.kernels else extensions.problem()
+        raise ValueError(f"gemm={backend.gemm!r} picks the BLAS of fastnn's kernels, which are off here ({why})")
     return ArrayOps(backend)
