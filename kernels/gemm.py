@@ -22,6 +22,11 @@ import numpy as np
 from fastnn.backend import GEMM_MODES, BackendUnavailableError
 
 TRIALS = 3  # timed calls per library and shape before choosing; the fastest of them counts
+# Another library must beat the first (OpenBLAS) by this factor and save this much per product:
+# a product in one library right after one in the other waits for the first's spinning threads
+# to yield the cores, a cost its own time does not show (docs/kernels.md#gemm-choice).
+SWITCH_MARGIN = 1.25
+SWITCH_SECONDS = 0.03
 SMALL = 1 << 20  # multiply-adds under which a product goes straight to OpenBLAS: choosing costs more
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS enums
@@ -156,9 +161,10 @@ def libraries() -> tuple[dict[str, Any], dict[str, str]]:
 
 
 class Chooser:
-    """Per (shapes, layouts, dtype) of a product: each library's first TRIALS products of that
-    shape are timed, then the fastest library does the rest. One per process, shared by every
-    model; `choices()` says what it kept."""
+    """Per (shapes, layouts, dtype) of a product: each library in turn does TRIALS products of
+    that shape, timed, then the fastest does the rest (the first one unless another beats it
+    by SWITCH_MARGIN and SWITCH_SECONDS). One per process, shared by every model; `choices()`
+    says what it kept."""
 
     def __init__(self, libraries: list[Any]) -> None:
         self.libraries = libraries
@@ -174,18 +180,25 @@ class Chooser:
         if chosen is not None:
             return chosen.matmul(a, b, out)
         times = self._times.setdefault(key, [[] for _ in self.libraries])
-        i = min(range(len(times)), key=lambda j: len(times[j]))  # take turns
+        i = next(j for j, t in enumerate(times) if len(t) < TRIALS)  # in turn, each library's calls in a run
         start = time.perf_counter()
         self.libraries[i].matmul(a, b, out)
         times[i].append(time.perf_counter() - start)
         if len(times[-1]) == TRIALS:
-            best = min(range(len(times)), key=lambda j: min(times[j]))
-            self._chosen[key] = self.libraries[best]
+            self._chosen[key] = self.libraries[winner([min(t) for t in times])]
         return out
 
     def choices(self) -> dict[str, str]:
         """{"(m×k)·(k×n) layout dtype": library} for every shape decided so far."""
         return {_describe(key): lib.name for key, lib in self._chosen.items()}
+
+
+def winner(best_times: list[float]) -> int:
+    """The library to keep: the fastest, if it beats the first by SWITCH_MARGIN and saves
+    SWITCH_SECONDS, else the first."""
+    fastest = min(range(len(best_times)), key=best_times.__getitem__)
+    saves = best_times[0] - best_times[fastest]
+    return fastest if best_times[fastest] * SWITCH_MARGIN < best_times[0] and saves > SWITCH_SECONDS else 0
 
 
 def _describe(key: tuple) -> str:
@@ -212,3 +225,23 @@ def matmul_for(mode: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.n
     if mode not in usable:
         raise GemmUnavailableError(f"gemm={mode!r} cannot run here: {why_not[mode]}")
     return usable[mode].matmul
+
+
+def fastest(a: np.ndarray, b: np.ndarray, out: np.ndarray, trials: int = TRIALS) -> Any:
+    """The usable library that computes `a @ b` into `out` fastest (best of `trials` each):
+    what the benchmark's bound multiplies with."""
+    best, best_time = None, float("inf")
+    for library in libraries()[0].values():
+        library.matmul(a, b, out)  # warm: MKL starts its threads on the first call
+        for _ in range(trials):
+            start = time.perf_counter()
+            library.matmul(a, b, out)
+            elapsed = time.perf_counter() - start
+            if elapsed < best_time:
+                best, best_time = library, elapsed
+    return best
+
+
+def describe(a: np.ndarray, b: np.ndarray) -> str:
+    """A product's shapes as the chooser reports them, e.g. "(4096×64)ᵀ·(4096×32) float32"."""
+    return _describe((a.shape, b.shape, a.flags.c_contiguous, b.flags.c_contiguous, a.dtype.char))

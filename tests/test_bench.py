@@ -20,6 +20,8 @@ def test_quick_run_writes_json_markdown_and_plot(tmp_path, capsys):
         assert all(t > 0 for t in case["ms"].values())
     assert results["online"]["tiny"]["fastnn-numpy"] > 0
     assert 0.3 < results["machine"]["core_ghz"] < 10  # a clock, measured: 4 cycles a multiply-add
+    assert results["machine"]["float32_peak_gflops"] > 1
+    assert all(set(c["bound_gemm"].values()) <= set(results["machine"]["gemm"]) for c in results["cases"])
     table = (tmp_path / "bench.md").read_text()
     assert "| network | batch | gemm-bound |" in table and "fused / bound" in table
     assert (tmp_path / "bench.png").stat().st_size > 10_000
@@ -58,3 +60,14 @@ def test_fastnn_bench_subcommand_reaches_the_harness(capsys):
         cli.main(["bench", "--help"])
     assert exit_info.value.code == 0
     assert "usage: fastnn bench" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("network", sorted(bench.NETWORKS))
+def test_the_bound_multiplies_every_product_of_the_step_and_counts_its_flops(network):
+    net = bench.NETWORKS[network]
+    x, _, weights = bench.make_data(net, 8)
+    products = bench.step_products(net, x, weights)
+    layers = len(net.widths) - 1
+    assert len(products) == 3 * layers - 1  # forward and dW per layer, dx but the first layer's
+    assert [p[2].shape for p in products[layers::2]] == [w.shape for w in weights[-2::-2]]  # the dW
+    assert sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b, _ in products) == bench.step_flops(net, 8)

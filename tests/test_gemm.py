@@ -72,7 +72,13 @@ class Slowed:
         return np.matmul(a, b, out=out)
 
 
-def test_the_chooser_keeps_the_faster_library_per_shape_and_every_result_is_right(rng):
+@pytest.fixture
+def switching_is_free(monkeypatch):
+    """Slowed loses by 2 ms a call: less than a switch between libraries is worth."""
+    monkeypatch.setattr(gemm, "SWITCH_SECONDS", 0.0)
+
+
+def test_the_chooser_keeps_the_faster_library_per_shape_and_every_result_is_right(rng, switching_is_free):
     chooser = gemm.Chooser([Slowed(), gemm.OpenBLAS()])
     products = step_products(rng, 4096, 64, 32, np.float32)
     for _ in range(2 * gemm.TRIALS + 2):
@@ -85,7 +91,7 @@ def test_the_chooser_keeps_the_faster_library_per_shape_and_every_result_is_righ
     assert "(4096×64)ᵀ·(4096×32) float32" in choices
 
 
-def test_the_chooser_decides_after_its_trials_and_then_stops_timing(rng):
+def test_the_chooser_decides_after_its_trials_and_then_stops_timing(rng, switching_is_free):
     slowed = Slowed()
     chooser = gemm.Chooser([slowed, gemm.OpenBLAS()])
     a, b = step_products(rng, 4096, 64, 32, np.float64)[0]
@@ -94,10 +100,16 @@ def test_the_chooser_decides_after_its_trials_and_then_stops_timing(rng):
         assert chooser.choices() == {}, f"decided after {call} calls"
         chooser.matmul(a, b, out)
     assert list(chooser.choices().values()) == ["openblas"]
-    assert slowed.calls == gemm.TRIALS  # the calls took turns
+    assert slowed.calls == gemm.TRIALS  # the first TRIALS calls, in a run
     for _ in range(20):
         chooser.matmul(a, b, out)
     assert slowed.calls == gemm.TRIALS
+
+
+@pytest.mark.parametrize("best_times,kept", [([1.0, 0.9], 0), ([1.0, 0.7], 1), ([0.5, 1.0], 0), ([1.0, 1.0], 0),
+                                             ([0.01, 0.001], 0)])  # 10x faster, but saves less than a switch costs
+def test_another_library_is_kept_only_when_it_beats_the_first_by_the_margins(best_times, kept):
+    assert gemm.winner(best_times) == kept
 
 
 def test_small_products_go_to_the_first_library_untimed(rng):

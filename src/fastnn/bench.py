@@ -28,6 +28,7 @@ import numpy as np
 
 import fastnn
 from fastnn.backend import cupy_problem
+from fastnn.kernels import gemm
 from fastnn.layers import Dense
 from fastnn.training import train_step
 
@@ -137,27 +138,61 @@ def numpy_tutorial_step(net, x, y, weights):
     return step
 
 
-def gemm_bound_step(net, x, y, weights):
-    """Only the GEMMs a step needs (forward x@W, backward x.T@dz and dz@W.T but the first
-    layer's dx), into preallocated outputs: no implementation can do less of this work."""
+def step_products(net: Network, x: np.ndarray, weights: list[np.ndarray]) -> list[tuple]:
+    """(a, b, out) for every GEMM of a step, in order: forward x@W, backward x.T@dz and dz@W.T
+    but the first layer's dx, into preallocated outputs."""
     Ws = weights[0::2]
     n = x.shape[0]
     zs = [np.empty((n, W.shape[1]), np.float32) for W in Ws]
-    dWs = [np.empty_like(W) for W in Ws]
-    dxs = [np.empty((n, W.shape[0]), np.float32) for W in Ws]
+    products, inputs, a = [], [], x
+    for W, z in zip(Ws, zs):
+        products.append((a, W, z))
+        inputs.append(a)
+        a = z
+    d = zs[-1]
+    for i in reversed(range(len(Ws))):
+        products.append((inputs[i].T, d, np.empty_like(Ws[i])))
+        if i:
+            products.append((d, Ws[i].T, np.empty((n, Ws[i].shape[0]), np.float32)))
+            d = products[-1][2]
+    return products
 
-    def step():
-        a, inputs = x, []
-        for W, z in zip(Ws, zs):
-            inputs.append(a)
-            a = np.matmul(a, W, out=z)
-        d = zs[-1]
-        for i in reversed(range(len(Ws))):
-            np.matmul(inputs[i].T, d, out=dWs[i])
-            if i:
-                d = np.matmul(d, Ws[i].T, out=dxs[i])
-        return None
+
+def step_flops(net: Network, n: int) -> int:
+    """Floating-point operations of the step's GEMMs (2 per multiply-add)."""
+    sizes = [i * o for i, o in zip(net.widths[:-1], net.widths[1:])]
+    return 2 * n * (2 * sum(sizes) + sum(sizes[1:]))
+
+
+def gemm_bound_step(net, x, y, weights):
+    """Only the GEMMs a step needs, the fastest way this machine's libraries do them: all by
+    OpenBLAS, all by MKL (where installed), or each by the library fastest at its shape alone,
+    whichever chain runs fastest (switching library costs time a product alone does not show).
+    No implementation can do less of this work here."""
+    products = step_products(net, x, weights)
+    usable = gemm.libraries()[0]
+    plans = {name: [library] * len(products) for name, library in usable.items()}
+    if len(usable) > 1:
+        plans["per product"] = [gemm.fastest(a, b, out) for a, b, out in products]
+
+    def run(plan):
+        for (a, b, out), library in zip(products, plan):
+            library.matmul(a, b, out)
+
+    best = min(plans.values(), key=lambda plan: _best_seconds(lambda: run(plan)))
+    step = lambda: run(best)  # noqa: E731  (returns None: the bound computes no loss)
+    step.libraries = {gemm.describe(a, b): library.name for (a, b, _), library in zip(products, best)}
     return step
+
+
+def _best_seconds(fn: Callable, reps: int = 3) -> float:
+    fn()  # warm: first touches, thread start-up
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def torch_model(net: Network, weights: list[np.ndarray]):
@@ -301,8 +336,10 @@ def time_case(net_name: str, n: int, impls: dict, reps: int, warmup: int = 3) ->
                 step()
             _sync(device)
             times[name].append((time.perf_counter() - start) / calls[name])
-    case = {"network": net_name, "batch": n, "first_loss": losses,
+    case = {"network": net_name, "batch": n, "first_loss": losses, "gflop": step_flops(net, n) / 1e9,
             "ms": {name: float(np.median(t)) * 1e3 for name, t in times.items()}}
+    if "gemm-bound" in steps:
+        case["bound_gemm"] = steps["gemm-bound"][1].libraries  # which library the bound kept per product
     if "fastnn-numpy-fused" in times and "gemm-bound" in times:  # paired: drift hits both alike
         paired = np.array(times["fastnn-numpy-fused"]) / np.array(times["gemm-bound"])
         case["fused_over_bound"] = float(np.median(paired))
@@ -385,7 +422,9 @@ def machine_info() -> dict[str, Any]:
 
         info["gpu"] = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"].decode()
     info["sgemm_gflops"] = sgemm_gflops()
+    info["float32_peak_gflops"] = float32_peak_gflops()
     info["core_ghz"] = core_ghz()
+    info["gemm"] = list(gemm.libraries()[0])
     return info
 
 
@@ -409,6 +448,37 @@ def core_ghz(steps: int = 20_000_000) -> float:
         chain(steps, 1.0)
         best = min(best, time.perf_counter() - start)
     return round(4 * steps / best / 1e9, 2)
+
+
+def float32_peak_gflops(steps: int = 5_000_000) -> float:
+    """The cores' float32 peak now: 64 independent multiply-add chains per thread (enough to
+    fill every FMA pipe's vectors and latency), one thread per core this process may use."""
+    import threading
+
+    from numba import njit
+
+    @njit(fastmath=True, nogil=True)
+    def chains(n, seed):
+        acc = np.empty(64, np.float32)
+        for j in range(64):
+            acc[j] = seed + j
+        for _ in range(n):
+            for j in range(64):  # a constant trip count: unrolled, kept in vector registers
+                acc[j] = acc[j] * np.float32(0.999999) + np.float32(1e-6)
+        return acc.sum()
+
+    chains(10, np.float32(1))
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    best = float("inf")
+    for _ in range(5):  # the best: a busy neighbour only ever slows it
+        workers = [threading.Thread(target=chains, args=(steps, np.float32(1))) for _ in range(threads)]
+        start = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        best = min(best, time.perf_counter() - start)
+    return round(2 * 64 * steps * threads / best / 1e9, 1)
 
 
 def sgemm_gflops(size: int = 2000) -> float:
@@ -450,22 +520,23 @@ def torch_child(network: str, batches: list[int], reps: int, env: dict[str, str]
     return {int(k.split(":")[1]): v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
 
 
-def batches_for(net: Network, quick: bool) -> list[int]:
+def batches_for(net: Network, quick: bool, min_batch: int = 1) -> list[int]:
     sizes = [1, 4, 100, 4096] if quick else [1, 4, 10, 100, 1_000, 10_000, 100_000, 1_000_000]
-    capped = [n for n in sizes if n <= net.max_batch]
+    capped = [n for n in sizes if min_batch <= n <= net.max_batch]
     if not quick and net.max_batch not in capped:
         capped.append(net.max_batch)
     return capped
 
 
-def run(networks: list[str], quick: bool, reps: int, out_dir: Path, torch: bool = True) -> dict[str, Any]:
+def run(networks: list[str], quick: bool, reps: int, out_dir: Path, torch: bool = True,
+        min_batch: int = 1) -> dict[str, Any]:
     impls = implementations(include_torch=torch)
     torch = torch and _torch_version() is not None
     columns = list(impls) + (["torch-eager", "torch-eager-tuned-malloc"] if torch else [])
     results: dict[str, Any] = {"machine": machine_info(), "reps": reps, "implementations": columns,
                                "caps": {n: NETWORKS[n].max_batch for n in networks}, "cases": [], "online": {}}
     for name in networks:
-        batches = batches_for(NETWORKS[name], quick)
+        batches = batches_for(NETWORKS[name], quick, min_batch)
         cases = [time_case(name, n, impls, reps) for n in batches]
         if torch:
             for label, env in (("torch-eager", {}), ("torch-eager-tuned-malloc", TUNED_MALLOC)):
@@ -476,9 +547,10 @@ def run(networks: list[str], quick: bool, reps: int, out_dir: Path, torch: bool 
             results["cases"].append(case)
             print(_case_line(case), flush=True)
     for name in ("tiny", "moons"):
-        if name in networks:
+        if name in networks and min_batch == 1:
             results["online"][name] = online_throughput(name, 2_000 if quick else 200_000)
             print(f"online SGD {name}: " + ", ".join(f"{k} {v:,.0f} samples/s" for k, v in results["online"][name].items()))
+    results["fused_gemm"] = gemm.chooser().choices()  # which library the fused steps kept per product
     write_outputs(results, out_dir)
     return results
 
@@ -493,22 +565,28 @@ def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [f"Machine: {m['processor']}, {m['cores']} cores{', ' + m['gpu'] if 'gpu' in m else ''}; "
              f"numpy {m.get('numpy')}, numba {m.get('numba')}, torch {m.get('torch', 'not installed')}; "
-             f"{m['date']}; float32 GEMM {m.get('sgemm_gflops', '?')} GFLOP/s and a core clock of "
-             f"{m.get('core_ghz', '?')} GHz at the start of the run; "
+             f"{m['date']}; at the start of the run: float32 peak {m.get('float32_peak_gflops', '?')} GFLOP/s "
+             f"(multiply-add chains on every core), OpenBLAS GEMM {m.get('sgemm_gflops', '?')} GFLOP/s, "
+             f"core clock {m.get('core_ghz', '?')} GHz; GEMM libraries: {', '.join(m.get('gemm', ['openblas']))}; "
              f"median of {results['reps']} interleaved repetitions (PyTorch CPU in a child process), "
-             "float32, one SGD step. fused / bound: median over repetitions of the two times "
-             "measured back to back.", ""]
+             "float32, one SGD step. gemm-bound: only the step's GEMMs, each by the fastest library at "
+             "its shape; fused / bound: median over repetitions of the two times measured back to back; "
+             "best torch: the faster of its two mallocs; % of peak: the step's GEMM flops per fused step time against the float32 peak.", ""]
     impls = results["implementations"]
-    lines.append("| network | batch | " + " | ".join(impls) + " | fused / bound | fused / torch |")
-    lines.append("|---|---:|" + "---:|" * len(impls) + "---:|---:|")
+    lines.append("| network | batch | " + " | ".join(impls) + " | fused / bound | fused / best torch | % of peak |")
+    lines.append("|---|---:|" + "---:|" * len(impls) + "---:|---:|---:|")
     for c in results["cases"]:
         ms = c["ms"]
         cells = [f"{ms[i]:.4g}" if i in ms else "–" for i in impls]
         fused = ms.get("fastnn-numpy-fused")
         ratio = c.get("fused_over_bound", fused / ms["gemm-bound"] if fused and ms.get("gemm-bound") else None)
         ratio_bound = f"{ratio:.2f}×" if ratio else "–"
-        ratio_torch = f"{fused / ms['torch-eager']:.2f}×" if fused and ms.get("torch-eager") else "–"
-        lines.append(f"| {c['network']} | {c['batch']:,} | " + " | ".join(cells) + f" | {ratio_bound} | {ratio_torch} |")
+        torch_ms = [ms[k] for k in ("torch-eager", "torch-eager-tuned-malloc") if k in ms]
+        ratio_torch = f"{fused / min(torch_ms):.2f}×" if fused and torch_ms else "–"
+        peak = m.get("float32_peak_gflops")
+        of_peak = f"{100 * c['gflop'] / (fused / 1e3) / peak:.0f} %" if fused and peak and "gflop" in c else "–"
+        lines.append(f"| {c['network']} | {c['batch']:,} | " + " | ".join(cells)
+                     + f" | {ratio_bound} | {ratio_torch} | {of_peak} |")
     lines.append("")
     lines.append("Times in ms per step. Caps (memory): " + ", ".join(f"{k} ≤ {v:,} rows" for k, v in results["caps"].items()) + ".")
     for name, rates in results["online"].items():
@@ -554,6 +632,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=None, help=f"timed repetitions (default {DEFAULT_REPS})")
     parser.add_argument("--out", default="results", help="folder for bench.json, bench.md, bench.png")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    parser.add_argument("--min-batch", type=int, default=1, help="time only batches of at least this many rows "
+                        "(and no online SGD): e.g. 10000 for the large-batch table alone")
     parser.add_argument("--torch-only", default=None, help=argparse.SUPPRESS)  # child process for tuned malloc
     args = parser.parse_args(argv)
     reps = args.reps or DEFAULT_REPS
@@ -569,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown network(s) {sorted(unknown)}; choose from {', '.join(NETWORKS)}")
     if not args.no_torch and not _torch_version():
         print("PyTorch is not installed: skipping the PyTorch columns (pip install torch to compare)")
-    results = run(names, args.quick, reps, Path(args.out), torch=not args.no_torch)
+    results = run(names, args.quick, reps, Path(args.out), torch=not args.no_torch, min_batch=args.min_batch)
     print(f"\nwrote {args.out}/bench.json, bench.md" + (", bench.png" if (Path(args.out) / "bench.png").exists() else ""))
     print(markdown(results))
     return 0
