@@ -1,11 +1,12 @@
 """OpenBLAS against MKL, per product and inside the fused step (docs/kernels.md#gemm-choice).
 
-For each network at its largest benchmark batch: every product of the step at the row-block
+First what a switch between the two libraries costs; then for each network at its largest
+benchmark batch: every product of the step at the row-block
 shape the fused step multiplies (and at the full batch, what the bound multiplies), best of 5
 per library; then the fused step with gemm="openblas", "mkl" and "auto", interleaved, median of
 `--rounds`, and what the chooser kept. Needs MKL: pip install "fastnn[mkl]".
 
-    python benchmarks/gemm_choice.py [--networks moons,digits,mnist] [--rounds 7]
+    python benchmarks/gemm_choice.py [--networks moons,digits,mnist] [--rounds 7] [--with-torch]
 """
 
 from __future__ import annotations
@@ -45,6 +46,31 @@ def products_table(net_name: str, rows: int) -> None:
               + f" | {min(ms, key=ms.get)} |")
 
 
+def switch_table() -> None:
+    """What a switch between libraries costs: the same product by each library alone, then by
+    the two alternately, ms per call."""
+    usable = gemm.libraries()[0]
+    openblas, mkl = usable["openblas"], usable["mkl"]
+    rng = np.random.default_rng(0)
+    print("\nswitching: ms per call, 20 rounds")
+    for n, k, m in ((16384, 25, 50), (16384, 512, 512)):
+        a, b = rng.random((n, k), dtype=np.float32), rng.random((k, m), dtype=np.float32)
+        out = np.empty((n, m), np.float32)
+
+        def per_call(order, rounds=20):
+            for library in order:
+                library.matmul(a, b, out)
+            start = time.perf_counter()
+            for _ in range(rounds):
+                for library in order:
+                    library.matmul(a, b, out)
+            return (time.perf_counter() - start) / rounds / len(order) * 1e3
+
+        alone_o, alone_m, mixed = per_call([openblas]), per_call([mkl]), per_call([openblas, mkl])
+        print(f"  ({n}×{k})·({k}×{m}): openblas {alone_o:.3f}, mkl {alone_m:.3f}, alternating {mixed:.3f}"
+              f" -> {mixed - (alone_o + alone_m) / 2:.3f} ms more per call")
+
+
 def step_table(net_name: str, rows: int, rounds: int) -> None:
     net = bench.NETWORKS[net_name]
     x, y, weights = bench.make_data(net, rows)
@@ -74,12 +100,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--networks", default="moons,digits,mnist")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--with-torch", action="store_true", help="import PyTorch first (its OpenMP beside MKL's)")
     args = parser.parse_args()
+    if args.with_torch:
+        import torch
+
+        torch.get_num_threads()
     if "mkl" not in gemm.libraries()[0]:
         raise SystemExit(f"MKL is not usable here: {gemm.libraries()[1]['mkl']}")
     info = bench.machine_info()
     print(f"{info['processor']}, {info['cores']} cores, {info['date']}; float32 peak "
-          f"{info['float32_peak_gflops']} GFLOP/s; {gemm.libraries()[0]['mkl'].version}")
+          f"{info['float32_peak_gflops']} GFLOP/s; {gemm.libraries()[0]['mkl'].version}"
+          + ("; PyTorch imported" if args.with_torch else ""))
+    switch_table()
     for name in args.networks.split(","):
         net = bench.NETWORKS[name]
         for rows in sorted({min(NumbaOps.block_rows, net.max_batch), net.max_batch}):

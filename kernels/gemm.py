@@ -52,8 +52,8 @@ class MKL:
 
     name = "mkl"
 
-    def __init__(self, library: ctypes.CDLL) -> None:
-        self.path = library._name
+    def __init__(self, library: ctypes.CDLL, path: str) -> None:
+        self.path = path
         self.version = _version(library)
         int_, ptr = ctypes.c_int, ctypes.c_void_p
         self._gemm = {}
@@ -123,7 +123,7 @@ def load_mkl(path: str | None) -> tuple[MKL | None, str | None]:
     os.environ.setdefault("KMP_BLOCKTIME", "0")
     try:
         library = ctypes.CDLL(path)
-        mkl = MKL(library)
+        mkl = MKL(library, path)
     except (OSError, AttributeError) as err:
         return None, f"{path} is not a usable MKL ({type(err).__name__}: {err})"
     set_threads = getattr(library, "MKL_Set_Num_Threads", None)

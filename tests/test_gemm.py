@@ -189,6 +189,14 @@ def test_a_broken_mkl_falls_back_to_openblas_and_fastnn_info_says_why():
     assert "got 'fastest' (from FASTNN_GEMM)" in bad_env.stderr
 
 
+def test_fastnn_gemm_is_a_default_that_the_pure_path_and_other_backends_ignore():
+    code = ("import fastnn; assert fastnn.use('numpy', kernels=False).backend.gemm == 'auto'; "
+            "assert fastnn.use('array_api_strict').backend.gemm == 'auto'; "
+            "assert fastnn.use('numpy').backend.gemm == 'openblas'")
+    out = run_python(code, FASTNN_GEMM="openblas")
+    assert out.returncode == 0, out.stderr
+
+
 @needs_mkl
 def test_fastnn_info_names_both_libraries_and_the_chooser():
     out = run_python("from fastnn.cli import main; main(['info'])")

@@ -61,8 +61,8 @@ class Backend:
 
     def with_options(self, dtype: Any = None, kernels: bool | None = None) -> "Backend":
         """The same backend with another float dtype and/or kernel setting."""
-        return _make(self.name, dtype or self.dtype_name, self.kernels if kernels is None else kernels,
-                     self.device_name, self.gemm)
+        kernels = self.kernels if kernels is None else kernels
+        return _make(self.name, dtype or self.dtype_name, kernels, self.device_name, self.gemm if kernels else "auto")
 
     def on_its_device(self, x: Any) -> bool:
         """True when array `x` (of this backend) lives on this backend's device."""
@@ -197,7 +197,7 @@ def _make(name: str, dtype: str, kernels: bool, device: str | None = None, gemm:
     if name == "auto":
         name = "cupy" if cupy_problem() is None else "numpy"
     if gemm is None:  # one Backend (and one ops table) per resolved setting
-        return _make(name, dtype, kernels, device, _gemm_mode(name, None))
+        return _make(name, dtype, kernels, device, _gemm_mode(name, None) if kernels else "auto")
     _gemm_mode(name, gemm)
     xp, where = import_namespace(name, device, dtype)
     backend = Backend(name, xp, where, _float_dtype(xp, dtype), kernels, device, gemm)
@@ -236,7 +236,7 @@ def resolve(name: str | Backend | None = None, dtype: Any = None, kernels: bool 
 
 
 def _gemm_mode(name: str, gemm: str | None) -> str:
-    """The gemm mode asked for (None: FASTNN_GEMM on numpy, else "auto"), checked."""
+    """The gemm mode asked for (None: FASTNN_GEMM on numpy with kernels, else "auto"), checked."""
     if gemm is None:
         gemm = _ENV_GEMM if name == "numpy" else "auto"
         where = " (from FASTNN_GEMM)"
