@@ -3,8 +3,9 @@
 NumPy's OpenBLAS is always there; Intel MKL joins when the `mkl` wheel is installed
 (`pip install "fastnn[mkl]"`) or FASTNN_MKL names a libmkl_rt. Neither wins every shape
 (docs/kernels.md#gemm-choice), so `Chooser` times each library on the first real products of
-a shape — the results are used, nothing is computed twice — and keeps the faster one for the
-rest of the process. `fastnn.use("numpy", gemm="openblas" | "mkl")` forces one.
+a shape — the results are used, nothing is computed twice — and keeps OpenBLAS for the rest of
+the process unless another library saves more there than a switch between libraries costs.
+`fastnn.use("numpy", gemm="openblas" | "mkl")` forces one.
 """
 
 from __future__ import annotations

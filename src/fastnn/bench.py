@@ -282,11 +282,12 @@ def implementations(include_torch: bool = True) -> dict[str, tuple[str, Callable
 
 
 def _torch_version() -> str | None:
+    """PyTorch's version where installed, without importing it: in this process its OpenMP
+    threads would spin beside OpenBLAS's and MKL's (docs/kernels.md#gemm-choice)."""
     try:
-        import torch
-    except ImportError:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
         return None
-    return torch.__version__
 
 
 def _torch_cuda() -> bool:
@@ -422,10 +423,6 @@ def machine_info() -> dict[str, Any]:
             pass
     info["threads"] = {k: os.environ.get(k, "default") for k in
                        ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}
-    if _torch_version():
-        import torch
-
-        info["torch_threads"] = torch.get_num_threads()
     if cupy_problem() is None:
         import cupy
 
@@ -552,6 +549,7 @@ def run(networks: list[str], quick: bool, reps: int, out_dir: Path, torch: bool 
                 for case, (n, child) in zip(cases, torch_child(name, batches, reps, env).items()):
                     _check_losses(name, n, {**case["first_loss"], label: child["first_loss"][label]})
                     case["ms"][label] = child["ms"][label]
+                    results["machine"]["torch_threads"] = child["torch_threads"]
         for case in cases:
             results["cases"].append(case)
             print(_case_line(case), flush=True)
@@ -650,7 +648,10 @@ def main(argv: list[str] | None = None) -> int:
         label = "torch-eager-tuned-malloc" if os.environ.get("MALLOC_MMAP_MAX_") == "0" else "torch-eager"
         impls = {label: ("cpu", torch_step("cpu"))}
         cases = [c.split(":") for c in args.torch_only.split(",")]
-        print(json.dumps({f"{net}:{n}": time_case(net, int(n), impls, reps) for net, n in cases}))
+        import torch
+
+        print(json.dumps({f"{net}:{n}": {**time_case(net, int(n), impls, reps), "torch_threads": torch.get_num_threads()}
+                          for net, n in cases}))
         return 0
     names = [n.strip() for n in args.networks.split(",") if n.strip()]
     unknown = set(names) - set(NETWORKS)
