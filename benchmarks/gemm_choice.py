@@ -23,16 +23,6 @@ from fastnn.kernels.cpu_ops import NumbaOps
 from fastnn.training import train_step
 
 
-def best_of(fn, reps: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1e3
-
-
 def products_table(net_name: str, rows: int) -> None:
     net = bench.NETWORKS[net_name]
     x, _, weights = bench.make_data(net, rows)
@@ -41,7 +31,8 @@ def products_table(net_name: str, rows: int) -> None:
     print("| product | " + " | ".join(libraries) + " | faster |")
     print("|---|" + "---:|" * (len(libraries) + 1))
     for a, b, out in bench.step_products(net, x, weights):
-        ms = {name: best_of(lambda lib=lib: lib.matmul(a, b, out)) for name, lib in libraries.items()}
+        ms = {name: bench.best_seconds(lambda lib=lib: lib.matmul(a, b, out), reps=5) * 1e3
+              for name, lib in libraries.items()}
         print(f"| {gemm.describe(a, b)} | " + " | ".join(f"{v:.2f}" for v in ms.values())
               + f" | {min(ms, key=ms.get)} |")
 

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from fastnn.backend import GEMM_MODES, BackendUnavailableError
+from fastnn.backend import BackendUnavailableError
 
 TRIALS = 3  # timed calls per library and shape before choosing; the fastest of them counts
 # Another library must beat the first (OpenBLAS) by this factor and save this much per product:
@@ -128,10 +128,15 @@ def load_mkl(path: str | None) -> tuple[MKL | None, str | None]:
     except (OSError, AttributeError) as err:
         return None, f"{path} is not a usable MKL ({type(err).__name__}: {err})"
     set_threads = getattr(library, "MKL_Set_Num_Threads", None)
-    if set_threads is not None:  # as many as OpenBLAS: the cores this process may run on
-        set_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if set_threads is not None:  # as many as OpenBLAS
+        set_threads(usable_cores())
     wrong = _self_check(mkl)
     return (None, f"{path} multiplied wrong in a self-check ({wrong})") if wrong else (mkl, None)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _self_check(library: Any) -> str | None:
@@ -217,30 +222,14 @@ def chooser() -> Chooser:
 
 def matmul_for(mode: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
     """`matmul(a, b, out)` for a gemm mode: "auto" chooses per shape among the usable libraries;
-    a library's name forces it, or raises GemmUnavailableError saying why it cannot run."""
-    if mode not in GEMM_MODES:
-        raise ValueError(f"gemm must be one of {GEMM_MODES}, got {mode!r}")
+    a library's name forces it, or raises GemmUnavailableError saying why it cannot run. The
+    mode was checked where the backend was made (fastnn.backend)."""
     usable, why_not = libraries()
     if mode == "auto":
         return chooser().matmul if len(usable) > 1 else OpenBLAS.matmul
     if mode not in usable:
         raise GemmUnavailableError(f"gemm={mode!r} cannot run here: {why_not[mode]}")
     return usable[mode].matmul
-
-
-def fastest(a: np.ndarray, b: np.ndarray, out: np.ndarray, trials: int = TRIALS) -> Any:
-    """The usable library that computes `a @ b` into `out` fastest (best of `trials` each):
-    what the benchmark's bound multiplies with."""
-    best, best_time = None, float("inf")
-    for library in libraries()[0].values():
-        library.matmul(a, b, out)  # warm: MKL starts its threads on the first call
-        for _ in range(trials):
-            start = time.perf_counter()
-            library.matmul(a, b, out)
-            elapsed = time.perf_counter() - start
-            if elapsed < best_time:
-                best, best_time = library, elapsed
-    return best
 
 
 def describe(a: np.ndarray, b: np.ndarray) -> str:

@@ -182,20 +182,22 @@ def gemm_bound_step(net, x, y, weights):
     usable = gemm.libraries()[0]
     plans = {name: [library] * len(products) for name, library in usable.items()}
     if len(usable) > 1:
-        plans["per product"] = [gemm.fastest(a, b, out) for a, b, out in products]
+        plans["per product"] = [min(usable.values(), key=lambda lib: best_seconds(lambda: lib.matmul(a, b, out)))
+                                for a, b, out in products]
 
     def run(plan):
         for (a, b, out), library in zip(products, plan):
             library.matmul(a, b, out)
 
-    best = min(plans.values(), key=lambda plan: _best_seconds(lambda: run(plan)))
+    best = min(plans.values(), key=lambda plan: best_seconds(lambda: run(plan)))
     step = lambda: run(best)  # noqa: E731  (returns None: the bound computes no loss)
     step.libraries = {gemm.describe(a, b): library.name for (a, b, _), library in zip(products, best)}
     return step
 
 
-def _best_seconds(fn: Callable, reps: int = 3) -> float:
-    fn()  # warm: first touches, thread start-up
+def best_seconds(fn: Callable, reps: int = 3) -> float:
+    """The fastest of `reps` timed calls of `fn`, after one untimed."""
+    fn()  # warm: first touches, thread start-up (MKL starts its threads on its first call)
     best = float("inf")
     for _ in range(reps):
         start = time.perf_counter()
@@ -474,7 +476,7 @@ def float32_peak_gflops(steps: int = 100_000_000) -> float:
         return acc.sum()
 
     chains(10, np.float32(1))
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = gemm.usable_cores()
     best = float("inf")
     for _ in range(5):  # the best: a busy neighbour only ever slows it
         workers = [threading.Thread(target=chains, args=(steps, np.float32(1))) for _ in range(threads)]

@@ -117,11 +117,12 @@ def _info(args: argparse.Namespace) -> int:
 
 def _print_gemm() -> None:
     """Which BLAS multiplies on numpy, and why MKL does not where it does not."""
+    from fastnn.backend import resolve
     from fastnn.kernels import gemm
 
     usable, why_not = gemm.libraries()
     try:
-        mode = fastnn.use("numpy").backend.gemm
+        mode = resolve("numpy").gemm  # resolve, not use: info must not change the active backend
     except (ValueError, gemm.GemmUnavailableError) as err:
         mode = f"FASTNN_GEMM refused: {err}"
     if mode == "auto":
