@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,9 +27,10 @@ import worker  # noqa: E402
 WORKER = Path(__file__).parent / "mpi" / "worker.py"
 
 
-def launch(scenario: str, out: Path, ranks: int = 2, timeout: float = 120) -> subprocess.CompletedProcess:
+def launch(scenario: str, out: Path, ranks: int = 2, timeout: float = 120,
+           backend: str = "numpy") -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONWARNINGS": "error"}
-    return subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, str(WORKER), scenario, str(out)],
+    return subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, str(WORKER), scenario, str(out), backend],
                           capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -48,6 +50,39 @@ def test_data_parallel_fit_equals_one_process(tmp_path, ranks):
             np.testing.assert_allclose(got["history"][key], values, rtol=1e-10, err_msg=f"{case} {key}")
         for w, e in zip(got["weights"], expected["weights"]):
             np.testing.assert_allclose(w, e, rtol=1e-10, atol=1e-12, err_msg=str(case))
+
+
+@pytest.mark.parametrize("backend", ["array_api_strict", "torch", "jax", "cupy"])
+def test_data_parallel_fit_equals_one_process_on_other_backends(tmp_path, backend):
+    """The gradients are packed and summed as arrays of the model's backend, whichever it is."""
+    if backend not in fastnn.available_backends():
+        pytest.skip(f"{backend} is not installed")
+    run = launch("one_case", tmp_path, backend=backend, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads((tmp_path / "one_case.json").read_text())
+    with fastnn.use(backend, dtype="float64"):
+        expected = worker.train("adam", 64, True)
+    for key, values in expected["history"].items():
+        np.testing.assert_allclose(got["history"][key], values, rtol=1e-10, err_msg=key)
+    for w, e in zip(got["weights"], expected["weights"]):
+        np.testing.assert_allclose(w, e, rtol=1e-10, atol=1e-12)
+
+
+def test_train_on_batch_starts_every_rank_from_rank_0s_weights(tmp_path):
+    """Unseeded models differ between ranks; the first data-parallel step takes rank 0's, so
+    three steps on the two halves are three one-process steps on the whole batch."""
+    run = launch("train_on_batch", tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads((tmp_path / "train_on_batch.json").read_text())
+    assert got["same_on_every_rank"]
+    with fastnn.use("numpy", dtype="float64"):
+        x, y = worker.data()
+        net = worker.model("adam")
+        net.set_weights(got["initial"])
+        losses = [net.train_on_batch(x, y) for _ in range(3)]
+    np.testing.assert_allclose(got["losses"], losses, rtol=1e-10)
+    for w, e in zip(got["weights"], net.get_weights()):
+        np.testing.assert_allclose(w, e, rtol=1e-10, atol=1e-12)
 
 
 def test_sharded_full_batch_equals_one_process_full_batch(tmp_path):
@@ -95,15 +130,46 @@ def test_only_rank_0_writes_files_and_shows_progress(tmp_path):
     ("bad_input_on_one_rank", r"rank 1 of 2 failed in fit: ValueError: y contains 1 NaN or Inf value"),
     ("different_models", r"ranks disagree on the model: rank 0 has .*\"units\": 8.* rank 1 has .*\"units\": 9"),
     ("raises_outside_fit", r"rank 1 of 2 failed \(RuntimeError: this rank's data file is missing\); aborting"),
+    ("nccl_on_numpy", r"rank 0 of 2 failed in choosing the all-reduce: BackendUnavailableError: allreduce='nccl' "
+                      r"needs the cupy backend, not 'numpy'"),
 ])
 def test_a_failing_rank_ends_every_rank_within_seconds_with_a_clear_error(tmp_path, scenario, message):
     start = time.perf_counter()
     run = launch(scenario, tmp_path, timeout=60)
     assert run.returncode != 0
     assert time.perf_counter() - start < 30
-    import re
-
     assert re.search(message, run.stderr), run.stderr[-3000:]
+
+
+def test_numpy_arrays_are_summed_through_mpi_on_the_host_and_info_names_the_mpi(tmp_path):
+    run = launch("info", tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads((tmp_path / "info.json").read_text())
+    assert got["reducer"] == "mpi (host memory)" and got["local_rank"] == 0
+    assert got["libraries"] and all(Path(lib).exists() for lib in got["libraries"])  # where CUDA-awareness is asked
+
+    assert re.match(r"(MPICH|Open MPI|Intel).*\((CUDA-aware|not CUDA-aware: CuPy arrays cross the host)\); "
+                    r"NCCL for CuPy arrays: ", got["describe"]), got["describe"]
+
+
+@pytest.mark.skipif("cupy" not in fastnn.available_backends(), reason="needs a CUDA GPU and CuPy")
+def test_nccl_sums_cupy_arrays_on_the_gpu(tmp_path):
+    """One rank per GPU (NCCL refuses two on one GPU): a single rank on a one-GPU machine."""
+    import cupy
+
+    ranks = min(2, cupy.cuda.runtime.getDeviceCount())
+    run = launch("nccl_sum", tmp_path, ranks=ranks, backend="cupy")
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads((tmp_path / "nccl_sum.json").read_text())
+    assert got["reducer"] == "nccl"
+    total = 2.0 * ranks * (ranks + 1) / 2  # scale 2, ranks holding 1x, 2x, ...
+    np.testing.assert_allclose(got["sums"][0], total * np.arange(10))
+    np.testing.assert_allclose(got["sums"][1], total * np.arange(3))
+
+
+def test_an_unknown_allreduce_is_refused_before_mpi_starts():
+    with pytest.raises(ValueError, match=r"allreduce must be one of \('auto', 'nccl', 'mpi'\), got 'gloo'"):
+        fastnn.distributed.init(allreduce="gloo")
 
 
 def test_the_cli_trains_on_two_ranks_and_reports_once(tmp_path):

@@ -101,6 +101,9 @@ def _info(args: argparse.Namespace) -> int:
     print(f"kernels: {kernels}")
     if problem is None:
         _print_gemm()
+    from fastnn import allreduce
+
+    print(f"distributed: {allreduce.describe()}")
     usable = fastnn.available_backends()
     print(f"backends usable here: {', '.join(usable)} (active: {fastnn.backend().name})")
     if "cupy" not in usable:

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 import time
 import traceback
+import weakref
 from typing import Any, Iterator
 
 import numpy as np
 
+from fastnn.allreduce import Reducer, check_mode, reducer_for
 from fastnn.backend import to_numpy
 from fastnn.engines import Engine, LayerEngine, NetworkSpec, TrainState, accumulate, select
 
@@ -39,33 +42,59 @@ class DistributedError(RuntimeError):
 
 
 class Communicator:
-    """The collectives fastnn needs, over an mpi4py communicator."""
+    """The collectives fastnn needs, over an mpi4py communicator; arrays are summed through the
+    all-reduce path their backend's buffers need (fastnn.allreduce)."""
 
-    def __init__(self, comm: Any) -> None:
+    def __init__(self, comm: Any, allreduce: str = "auto") -> None:
         from mpi4py import MPI
 
-        self.comm, self.MPI = comm, MPI
+        self.comm, self.MPI, self.mode = comm, MPI, check_mode(allreduce)
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
-        self.buffer = np.empty(0)  # the flat all-reduce buffer, reused step after step
-        self.seconds = 0.0  # time spent in `sum` (packing, the all-reduce, waiting for the slowest rank)
+        self.local_rank = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()  # its number on its host
+        self.reducers: dict[tuple, Reducer] = {}  # per backend and device, made on first use
+        self.seconds = 0.0  # time spent summing arrays (packing, the all-reduce, waiting for the slowest rank)
 
     def share(self, n: int) -> tuple[int, int]:
         """The rows [lo, hi) of a batch of n that this rank computes: consecutive, sizes within one."""
         return n * self.rank // self.size, n * (self.rank + 1) // self.size
 
-    def sum(self, parts: list[np.ndarray]) -> list[np.ndarray]:
-        """The element-wise sums over the ranks of each array in `parts`, in one all-reduce."""
-        start = time.perf_counter()
-        sizes = [part.size for part in parts]
-        total = sum(sizes)
-        if self.buffer.size < total:
-            self.buffer = np.empty(total)
-        flat = self.buffer[:total]
-        np.concatenate([np.ravel(part) for part in parts], out=flat)
-        self.comm.Allreduce(self.MPI.IN_PLACE, flat, op=self.MPI.SUM)
-        bounds = np.cumsum([0, *sizes])
+    def sum(self, arrays: list[Any], backend: Any, scale: float = 1.0) -> list[Any]:
+        """The element-wise sums over the ranks of `arrays` (of `backend`, one dtype), each times
+        `scale` first, in one all-reduce of one flat buffer on their device."""
+        start, xp = time.perf_counter(), backend.xp
+        flat = xp.concat([xp.reshape(a, (-1,)) for a in arrays])
+        if scale != 1:
+            flat *= scale  # in place where arrays allow it
+        flat = self.reducer(backend)(flat)
+        ends = np.cumsum([math.prod(a.shape) for a in arrays])
+        summed = [xp.reshape(flat[end - math.prod(a.shape):end], a.shape) for a, end in zip(arrays, ends)]
         self.seconds += time.perf_counter() - start
-        return [flat[a:b].reshape(np.shape(part)) for a, b, part in zip(bounds, bounds[1:], parts)]
+        return summed
+
+    def mean(self, arrays: list[Any], backend: Any, weight: float) -> list[Any]:
+        """The mean over the ranks of each of `arrays`, each rank's weighted by `weight` (the rows
+        it computed them on), in one all-reduce."""
+        xp = backend.xp
+        *summed, total = self.sum([*arrays, xp.ones(1, dtype=arrays[0].dtype, device=backend.device)], backend,
+                                  scale=weight)
+        share = 1.0 / total[0]
+        return [a * share for a in summed]
+
+    def total(self, value: float) -> float:
+        """The sum over the ranks of a number."""
+        return self.comm.allreduce(value, op=self.MPI.SUM)
+
+    def largest(self, value: float) -> float:
+        """The largest over the ranks of a number."""
+        return self.comm.allreduce(value, op=self.MPI.MAX)
+
+    def reducer(self, backend: Any) -> Reducer:
+        """The all-reduce path for `backend`'s arrays, chosen once (collectively: every rank asks
+        at the same step)."""
+        key = (backend.name, str(backend.device))
+        if key not in self.reducers:
+            self.reducers[key] = reducer_for(self.comm, backend, self.mode)
+        return self.reducers[key]
 
     def broadcast(self, value: Any) -> Any:
         """Rank 0's `value` (any picklable object), on every rank."""
@@ -106,21 +135,38 @@ class Communicator:
 _ACTIVE: list[Communicator] = []
 
 
-def init(comm: Any = None) -> Communicator:
+def init(comm: Any = None, allreduce: str = "auto") -> Communicator:
     """Join the ranks of this launch (MPI.COMM_WORLD, or `comm`): checks that every rank runs
-    the same fastnn, and makes an uncaught exception on any rank end the whole run."""
+    the same fastnn, makes an uncaught exception on any rank end the whole run, and gives each
+    rank of a host its own GPU (local rank modulo the GPUs) as CuPy's current device, which
+    `fastnn.use("cupy")` then takes. `allreduce`: how CuPy arrays are summed ("auto": NCCL
+    where no two ranks share a GPU, else MPI; "nccl"; "mpi"); NumPy's always go through MPI."""
+    check_mode(allreduce)
     try:
         from mpi4py import MPI
     except ImportError as err:
         raise ImportError(f"fastnn.distributed needs mpi4py: {_HINT}") from err
     import fastnn
 
-    communicator = Communicator(comm if comm is not None else MPI.COMM_WORLD)
+    communicator = Communicator(comm if comm is not None else MPI.COMM_WORLD, allreduce)
     communicator.agree("the fastnn version", fastnn.__version__)
     _ACTIVE[:] = [communicator]
     if communicator.size > 1:
         sys.excepthook = _abort_on_uncaught
+        _pin_gpu(communicator.local_rank)
     return communicator
+
+
+def _pin_gpu(local_rank: int) -> None:
+    """Make GPU (local_rank mod count) CuPy's current device, where CuPy sees a GPU."""
+    try:
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # noqa: BLE001  no CuPy, or no CUDA driver (CuPy's own error type): no GPU to pin
+        return
+    if count:
+        cupy.cuda.Device(local_rank % count).use()
 
 
 def _abort_on_uncaught(kind: type, error: BaseException, trace: Any) -> None:
@@ -186,26 +232,19 @@ class DataParallelEngine(LayerEngine):
             lo, hi = self.comm.share(x.shape[0])
             x, y, weights = x[lo:hi, ...], y[lo:hi, ...], None if weights is None else weights[lo:hi, ...]
         value, values = self.gradients(spec, state, x, y, weights) if x.shape[0] else self._nothing(spec, state)
-        value, values = self._summed(state, x.shape[0], value, values)
+        *state.grads, scalars = self.comm.mean([*state.grads, self._scalars(value, values)], self.backend, x.shape[0])
         state.params = state.optimizer.apply(state.params, state.grads, self.ops)
-        return value, values
+        return scalars[0], {key: scalars[i + 1] for i, key in enumerate(values)}
 
     def _nothing(self, spec: NetworkSpec, state: TrainState) -> tuple[float, dict]:
         """A rank with no rows in this batch adds zeros (and still takes part)."""
-        for layer in state.layers:
-            layer.grads = [self.backend.xp.zeros_like(p) for p in layer.params]
+        state.grads = [self.backend.xp.zeros_like(p) for p in state.params]
         return 0.0, {m.name: 0.0 for m in spec.metrics}
 
-    def _summed(self, state: TrainState, rows: int, value: Any, values: dict) -> tuple[float, dict]:
-        """Gradients, loss and metrics averaged over every rank's rows, in one all-reduce."""
-        grads = state.grads
-        local = [to_numpy(g) * rows for g in grads] + [np.array([float(value), *map(float, values.values()), 1.0]) * rows]
-        *summed, scalars = self.comm.sum(local)
-        total = scalars[-1]
-        new = [self.backend.asarray(g / total, self.backend.dtype) for g in summed]
-        for layer in state.layers:
-            layer.grads, new = new[:len(layer.grads)], new[len(layer.grads):]
-        return float(scalars[0] / total), {k: float(v / total) for k, v in zip(values, scalars[1:-1])}
+    def _scalars(self, value: Any, values: dict) -> Any:
+        """The loss and the metrics in one 1-d array of the backend (device scalars stay there)."""
+        xp, dtype = self.backend.xp, self.backend.dtype
+        return xp.stack([xp.asarray(v, dtype=dtype, device=self.backend.device) for v in (value, *values.values())])
 
     def run_epoch(self, spec, state, x, y, batch_size, order=None, on_batch=None, weights=None):
         if not self.sharded:
@@ -226,9 +265,9 @@ class DataParallelEngine(LayerEngine):
         lo, hi = (0, x.shape[0]) if self.sharded else self.comm.share(x.shape[0])
         logs = super().evaluate(spec, state, x[lo:hi, ...], y[lo:hi, ...], batch_size, on_batch) if hi > lo else {}
         keys = ["loss", *(m.name for m in spec.metrics)]
-        rows = hi - lo
-        (scalars,) = self.comm.sum([np.array([logs.get(k, 0.0) * rows for k in keys] + [rows], dtype=float)])
-        return {k: float(v / scalars[-1]) for k, v in zip(keys, scalars[:-1])}
+        (means,) = self.comm.mean([self._scalars(logs.get("loss", 0.0), {k: logs.get(k, 0.0) for k in keys[1:]})],
+                                  self.backend, hi - lo)
+        return {key: float(means[i]) for i, key in enumerate(keys)}
 
 
 class ModelAveragingEngine(Engine):
@@ -253,7 +292,7 @@ class ModelAveragingEngine(Engine):
             lo, hi = self.comm.share(x.shape[0])
             arrays = tuple(a[lo:hi, ...] for a in arrays)
         chunk = self.every * batch_size
-        rounds = -(-max(self.comm.gather(arrays[0].shape[0])) // chunk)
+        rounds = -(-self.comm.largest(arrays[0].shape[0]) // chunk)
         local = select(self.backend.engines, spec, batch_size, weighted=weights is not None)
         totals: dict[str, Any] = {}
         for r in range(rounds):
@@ -269,23 +308,25 @@ class ModelAveragingEngine(Engine):
         averaged over the rows it trained on."""
         keys = ["loss", *(m.name for m in spec.metrics)]
         slots = [(i, name) for i, s in enumerate(state.slots) for name in s]
-        local = [to_numpy(p) for p in state.params] + [to_numpy(state.slots[i][name]) for i, name in slots]
-        local.append(np.array([logs.get(k, 0.0) * rows for k in keys] + [rows], dtype=float))
-        *summed, scalars = self.comm.sum(local)
-        mean = [self.backend.asarray(a / self.comm.size, self.backend.dtype, copy=True) for a in summed]
+        xp, dtype, device = self.backend.xp, self.backend.dtype, self.backend.device
+        logs = xp.stack([xp.asarray(logs.get(k, 0.0), dtype=dtype, device=device) for k in keys] +
+                        [xp.asarray(1.0, dtype=dtype, device=device)])
+        *summed, scalars = self.comm.sum([*state.params, *(state.slots[i][name] for i, name in slots), logs * rows],
+                                         self.backend)
+        mean = [a / self.comm.size for a in summed]  # new arrays: none shares the flat buffer
         for layer in state.layers:
             layer.set_params(mean[:len(layer.params)])
             mean = mean[len(layer.params):]
         for (i, name), value in zip(slots, mean):
             state.slots[i][name] = value
         state.iterations = self.comm.broadcast(state.iterations)
-        return {k: float(v / max(scalars[-1], 1)) for k, v in zip(keys, scalars[:-1])}
+        return {key: float(scalars[i]) / max(float(scalars[-1]), 1.0) for i, key in enumerate(keys)}
 
 
 def total_rows(rows: int) -> int:
     """The rows of every rank together (`rows` without init)."""
     comm = active()
-    return rows if comm is None else int(comm.sum([np.array([rows])])[0][0])
+    return rows if comm is None else int(comm.total(rows))
 
 
 def engine_for(backend: Any, sharded: bool, sync_every: int | None = None) -> Engine | None:
@@ -313,3 +354,16 @@ def start_together(model: Any, rng: np.random.Generator, rows: int, sharded: boo
     model.set_weights(weights)
     model.optimizer.state = [{k: model.backend.asarray(v, copy=True) for k, v in s.items()} for s in slots]
     rng.bit_generator.state = rng_state
+    with comm.together("choosing the all-reduce"):  # NCCL asked for where it cannot run, say
+        comm.reducer(model.backend)
+    _STARTED.add(model)
+
+
+_STARTED: weakref.WeakSet = weakref.WeakSet()  # models whose ranks have taken rank 0's state
+
+
+def start_once(model: Any, rng: np.random.Generator) -> None:
+    """Before a model's first data-parallel `train_on_batch`: `start_together`, unless a `fit`
+    already did (each rank passes its own rows, so no data shape is compared)."""
+    if model not in _STARTED:
+        start_together(model, rng, 0, True, {"call": "train_on_batch"})

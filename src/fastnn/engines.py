@@ -45,6 +45,12 @@ class TrainState:
         """The last batch's gradients, in the order of `params` (engines write them)."""
         return [g for layer in self.layers for g in layer.grads]
 
+    @grads.setter
+    def grads(self, new: list[Any]) -> None:
+        """Hand the layers gradients (an engine that sums or reduces them), in `params` order."""
+        for layer in self.layers:
+            layer.grads, new = list(new[:len(layer.params)]), new[len(layer.params):]
+
     @property
     def slots(self) -> list[dict[str, Any]]:
         """The optimizer's state arrays, one dict per parameter."""
@@ -204,8 +210,7 @@ class LayerEngine(Engine):
                 for k, g in enumerate(state.grads):
                     summed[k] += weight * g  # in place where arrays allow it
             accumulate(totals, value, values, weight)
-        for layer in state.layers:
-            layer.grads, summed = summed[:len(layer.grads)], summed[len(layer.grads):]
+        state.grads = summed
         return totals.pop("loss"), totals
 
     def evaluate(self, spec: NetworkSpec, state: TrainState, x: Any, y: Any, batch_size: int,

@@ -32,9 +32,7 @@ class JaxStepEngine(LayerEngine):
             compiled = jax.jit(lambda *arrays: self._traced_step(spec, state, *arrays))
             state.scratch[self.name] = spec, compiled
         params, grads, slots, loss, metrics = compiled(state.params, state.slots, x, y, weights, state.iterations)
-        state.params = params
-        for layer in state.layers:
-            layer.grads, grads = grads[:len(layer.params)], grads[len(layer.params):]
+        state.params, state.grads = params, grads
         state.optimizer.state = slots
         state.iterations += 1
         return loss, metrics
@@ -43,15 +41,13 @@ class JaxStepEngine(LayerEngine):
         """The layer engine's step with traced arrays standing in for the model's own; the
         model gets its arrays back afterwards, whatever happens."""
         optimizer = state.optimizer
-        saved = state.params, [layer.grads for layer in state.layers], optimizer.state, optimizer.iterations
+        saved = state.params, state.grads, optimizer.state, optimizer.iterations
         try:
             state.params, optimizer.state, optimizer.iterations = params, slots, iterations
             loss, metrics = LayerEngine.step(self, spec, state, x, y, weights)
             return state.params, state.grads, optimizer.state, loss, metrics
         finally:
-            state.params, optimizer.state, optimizer.iterations = saved[0], saved[2], saved[3]
-            for layer, grads in zip(state.layers, saved[1]):
-                layer.grads = grads
+            state.params, state.grads, optimizer.state, optimizer.iterations = saved
 
 
 engines.register("jax", JaxStepEngine)

@@ -268,11 +268,14 @@ class Sequential:
 
     def train_on_batch(self, x: Any, y: Any) -> float:
         """One optimizer step on (x, y); returns the loss before the step. Under
-        fastnn.distributed, a data-parallel step over every rank's (x, y) together."""
+        fastnn.distributed, a data-parallel step over every rank's (x, y) together, the first
+        one from rank 0's weights and optimizer state."""
         with data_parallel.together("train_on_batch"):
             self._require_compiled()
             x, y = self.prepare(x, _require_targets(y, "train_on_batch"))
             self.optimizer.build(self.params)
+        if data_parallel.active():
+            data_parallel.start_once(self, self._shuffle_rng)
         return float(training.train_step(self, x, y, data_parallel.engine_for(self.backend, sharded=True))[0])
 
     def evaluate(self, x: Any, y: Any, batch_size: int | None = None, verbose: int = 0,

@@ -21,9 +21,9 @@ def data(n=300):
     return x, (x[:, 0] * x[:, 1] > 0).astype(np.float64)
 
 
-def model(optimizer: str, hidden: int = 8):
+def model(optimizer: str, hidden: int = 8, seed: int | None = 1):
     net = fastnn.Sequential([Dense(hidden, "tanh", input_dim=3, kernel_regularizer="l2"), Dense(1, "sigmoid")],
-                            seed=1)
+                            seed=seed)
     opts = {"momentum": lambda: fastnn.optimizers.SGD(0.1, momentum=0.9), "sgd": lambda: fastnn.optimizers.SGD(0.1),
             "adam": lambda: fastnn.optimizers.Adam(0.01)}
     opt = opts[optimizer]()
@@ -42,6 +42,27 @@ def equivalence(out: Path) -> None:
     results = {f"{o}-{b}-{s}": train(o, b, s) for o, b, s in CASES}
     if fastnn.distributed.is_root():
         (out / "equivalence.json").write_text(json.dumps(results))
+
+
+def one_case(out: Path) -> None:
+    """The equivalence scenario's Adam, batch 64, shuffled case, on the backend given."""
+    result = train("adam", 64, True)
+    if fastnn.distributed.is_root():
+        (out / "one_case.json").write_text(json.dumps(result))
+
+
+def train_on_batch(out: Path) -> None:
+    """Unseeded models (different weights on each rank), each rank stepping on its half."""
+    x, y = data()
+    lo, hi = fastnn.distributed.active().share(len(x))
+    net = model("adam", seed=None)
+    initial = [w.tolist() for w in net.get_weights()]
+    losses = [net.train_on_batch(x[lo:hi], y[lo:hi]) for _ in range(3)]
+    weights = [w.tolist() for w in net.get_weights()]
+    same = fastnn.distributed.active().gather(weights)
+    if fastnn.distributed.is_root():
+        result = {"initial": initial, "losses": losses, "weights": weights, "same_on_every_rank": same[0] == same[-1]}
+        (out / "train_on_batch.json").write_text(json.dumps(result))
 
 
 def sharded(out: Path) -> None:
@@ -91,6 +112,36 @@ def raises_outside_fit(out: Path) -> None:
     model("adam").fit(x, y, epochs=2, verbose=0)
 
 
+def nccl_on_numpy(out: Path) -> None:
+    fastnn.distributed.init(allreduce="nccl")
+    x, y = data()
+    model("adam").fit(x, y, epochs=1, verbose=0)
+
+
+def nccl_sum(out: Path) -> None:
+    """CuPy arrays summed by NCCL: rank r holds (r + 1) * arange."""
+    comm = fastnn.distributed.init(allreduce="nccl")
+    backend = fastnn.backend()  # cupy, float64
+    a = backend.xp.arange(10, dtype=backend.dtype) * (comm.rank + 1)
+    summed = comm.sum([a, a[:3]], backend, scale=2.0)
+    if fastnn.distributed.is_root():
+        result = {"reducer": comm.reducer(backend).name, "sums": [fastnn.to_numpy(s).tolist() for s in summed]}
+        (out / "nccl_sum.json").write_text(json.dumps(result))
+
+
+def info(out: Path) -> None:
+    """What the job's all-reduce is, for NumPy arrays, and what `fastnn info` says of MPI."""
+    from fastnn import allreduce
+
+    comm = fastnn.distributed.active()
+    if fastnn.distributed.is_root():
+        result = {"reducer": comm.reducer(fastnn.backend()).name, "describe": allreduce.describe(),
+                  "local_rank": comm.local_rank, "libraries": allreduce._loaded_mpi_libraries()}
+        (out / "info.json").write_text(json.dumps(result))
+    else:
+        comm.reducer(fastnn.backend())
+
+
 def different_models(out: Path) -> None:
     x, y = data()
     net = model("adam", hidden=8 + fastnn.distributed.rank())
@@ -98,7 +149,7 @@ def different_models(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    scenario, folder = sys.argv[1], Path(sys.argv[2])
-    with fastnn.use("numpy", dtype="float64"):
-        fastnn.distributed.init()
+    scenario, folder, backend = sys.argv[1], Path(sys.argv[2]), (sys.argv[3:] or ["numpy"])[0]
+    fastnn.distributed.init()  # first: it gives each rank its GPU, which fastnn.use("cupy") then takes
+    with fastnn.use(backend, dtype="float64"):
         globals()[scenario](folder)
