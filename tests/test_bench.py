@@ -37,6 +37,36 @@ def test_a_wrong_implementation_is_refused():
         bench.time_case("tiny", 16, impls, reps=1)
 
 
+def test_pytorch_is_timed_between_the_two_halves_of_the_repetitions():
+    """Its child process runs inside the window of the others' timed steps (drift hits both)."""
+    calls = []
+
+    def recording(net, x, y, weights):
+        step = bench.fastnn_step("numpy", False)(net, x, y, weights)
+
+        def run():
+            calls.append("step")
+            return step()
+        return run
+
+    impls = {"fastnn-numpy-pure": ("cpu", recording)}
+    bench.time_case("tiny", 16, impls, reps=4, warmup=1, halfway=lambda: calls.append("torch"))
+    assert calls.count("torch") == 1
+    before, after = calls.index("torch"), len(calls) - calls.index("torch") - 1
+    assert after >= 2 and after % 2 == 0 and before > after  # 2 of 4 repetitions after it; before: also the untimed calls
+
+
+@pytest.mark.slow  # PyTorch's child processes, per case: run by .ci/run with torch installed
+def test_quick_run_with_pytorch_times_it_for_every_case(tmp_path):
+    pytest.importorskip("torch")
+    assert bench.main(["--quick", "--networks", "tiny", "--reps", "2", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "bench.json").read_text())
+    for case in results["cases"]:
+        assert case["ms"]["torch-eager"] > 0 and case["ms"]["torch-eager-tuned-malloc"] > 0
+    assert results["machine"]["torch_threads"] >= 1
+    assert "timed between the two halves" in (tmp_path / "bench.md").read_text()
+
+
 @pytest.mark.slow  # the harness's own implementations, each compiled: run by .ci/run
 @pytest.mark.parametrize("network", sorted(bench.NETWORKS))
 def test_reference_implementations_agree_on_first_loss(network):

@@ -6,8 +6,10 @@ with a GPU), tutorial-style NumPy, and the bound: only the GEMMs the step needs.
 Method (benchmarks/README.md#method): every implementation starts from the same weights and
 must compute the same first loss (a fast wrong number is worse than none); warm-up steps, then
 repetitions interleaved across implementations so drift hits all alike; medians, with ratios
-to the bound and to PyTorch from the same run. PyTorch (CPU) runs in a child process per
-network, since its OpenMP threads and OpenBLAS's fight for the cores inside one process.
+to the bound and to PyTorch from the same run. PyTorch (CPU) runs in child processes, since
+its OpenMP threads and OpenBLAS's fight for the cores inside one process: one per case and
+malloc, between the two halves of the other implementations' repetitions, so a host that
+slows down or speeds up during the run moves both sides of "fused / best torch" alike.
 """
 
 from __future__ import annotations
@@ -313,8 +315,11 @@ def _sync(device: str) -> None:
 # Running
 
 
-def time_case(net_name: str, n: int, impls: dict, reps: int, warmup: int = 3) -> dict[str, Any]:
-    """Median step time (ms) of each implementation on one (network, batch) case."""
+def time_case(net_name: str, n: int, impls: dict, reps: int, warmup: int = 3,
+              halfway: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Median step time (ms) of each implementation on one (network, batch) case; `halfway`
+    runs between the two halves of the repetitions (PyTorch's child process: timed inside the
+    window of these, so host drift hits both alike)."""
     net = NETWORKS[net_name]
     x, y, weights = make_data(net, n)
     steps, losses = {}, {}
@@ -336,6 +341,8 @@ def time_case(net_name: str, n: int, impls: dict, reps: int, warmup: int = 3) ->
     calls = {name: _calls_per_rep(step, device) for name, (device, step) in steps.items()}
     times: dict[str, list[float]] = {name: [] for name in steps}
     for rep in range(reps):
+        if rep == reps // 2 and halfway is not None:
+            halfway()
         # Forward order, then reversed: fused and bound stay adjacent (their ratio is paired)
         # and each goes first in half the repetitions, so neither always follows the big
         # allocations of the pure and tutorial steps.
@@ -518,14 +525,17 @@ def _cpu_name() -> str:
 TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 
 
-def torch_child(network: str, batches: list[int], reps: int, env: dict[str, str]) -> dict[int, dict]:
-    """Time PyTorch eager (CPU) in a child process: {batch: {"ms": ..., "first_loss": ...}}.
-    With TUNED_MALLOC, glibc keeps freed memory instead of returning it to the OS: PyTorch's
-    large-batch time is mostly page faults on fresh allocations otherwise."""
-    spec = ",".join(f"{network}:{n}" for n in batches)
-    out = subprocess.run([sys.executable, "-m", "fastnn.bench", "--torch-only", spec, "--reps", str(reps)],
-                         env={**os.environ, **env}, capture_output=True, text=True, check=True)
-    return {int(k.split(":")[1]): v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
+def torch_children(network: str, n: int, reps: int) -> dict[str, dict]:
+    """PyTorch eager (CPU) on one case, with glibc's malloc as it is and tuned, each in a child
+    process: {label: {"ms": ..., "first_loss": ..., "torch_threads": ...}}. With TUNED_MALLOC,
+    glibc keeps freed memory instead of returning it to the OS: PyTorch's large-batch time is
+    mostly page faults on fresh allocations otherwise."""
+    results = {}
+    for label, env in (("torch-eager", {}), ("torch-eager-tuned-malloc", TUNED_MALLOC)):
+        out = subprocess.run([sys.executable, "-m", "fastnn.bench", "--torch-only", f"{network}:{n}", "--reps",
+                              str(reps)], env={**os.environ, **env}, capture_output=True, text=True, check=True)
+        results[label] = json.loads(out.stdout.strip().splitlines()[-1])[f"{network}:{n}"]
+    return results
 
 
 def batches_for(net: Network, quick: bool, min_batch: int = 1) -> list[int]:
@@ -544,15 +554,14 @@ def run(networks: list[str], quick: bool, reps: int, out_dir: Path, torch: bool 
     results: dict[str, Any] = {"machine": machine_info(), "reps": reps, "implementations": columns,
                                "caps": {n: NETWORKS[n].max_batch for n in networks}, "cases": [], "online": {}}
     for name in networks:
-        batches = batches_for(NETWORKS[name], quick, min_batch)
-        cases = [time_case(name, n, impls, reps) for n in batches]
-        if torch:
-            for label, env in (("torch-eager", {}), ("torch-eager-tuned-malloc", TUNED_MALLOC)):
-                for case, (n, child) in zip(cases, torch_child(name, batches, reps, env).items()):
-                    _check_losses(name, n, {**case["first_loss"], label: child["first_loss"][label]})
-                    case["ms"][label] = child["ms"][label]
-                    results["machine"]["torch_threads"] = child["torch_threads"]
-        for case in cases:
+        for n in batches_for(NETWORKS[name], quick, min_batch):
+            children: dict[str, dict] = {}
+            halfway = (lambda: children.update(torch_children(name, n, reps))) if torch else None
+            case = time_case(name, n, impls, reps, halfway=halfway)
+            for label, child in children.items():
+                _check_losses(name, n, {**case["first_loss"], label: child["first_loss"][label]})
+                case["ms"][label] = child["ms"][label]
+                results["machine"]["torch_threads"] = child["torch_threads"]
             results["cases"].append(case)
             print(_case_line(case), flush=True)
     for name in ("tiny", "moons"):
@@ -577,7 +586,8 @@ def markdown(results: dict[str, Any]) -> str:
              f"{m['date']}; at the start of the run: float32 peak {m.get('float32_peak_gflops', '?')} GFLOP/s "
              f"(multiply-add chains on every core), OpenBLAS GEMM {m.get('sgemm_gflops', '?')} GFLOP/s, "
              f"core clock {m.get('core_ghz', '?')} GHz; GEMM libraries: {', '.join(m.get('gemm', ['openblas']))}; "
-             f"median of {results['reps']} interleaved repetitions (PyTorch CPU in a child process), "
+             f"median of {results['reps']} interleaved repetitions (PyTorch CPU in child processes, timed between the "
+             "two halves of the others' repetitions), "
              "float32, one SGD step. gemm-bound: only the step's GEMMs, each by the fastest library at "
              "its shape; fused / bound: median over repetitions of the two times measured back to back; "
              "best torch: the faster of its two mallocs; % of peak: the step's GEMM flops per fused step time against the float32 peak.", ""]
