@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import tempfile
 
 # Where numba caches compiled kernels (and online.py writes the sources it generates).
@@ -26,16 +27,14 @@ CACHE = _cache_writable()
 
 
 @functools.cache
-def sources_digest() -> str:
-    """A digest of the kernel sources. numba's cache checks only the file that defines a kernel,
-    not the helpers it inlines from scalar.py: the generated epochs (online.py) carry this in
-    their file names, so that a changed helper never runs as stale cached machine code. Read on
-    the first compile, not at import."""
+def sources_digest(source: str) -> str:
+    """A digest of the kernel modules that generated `source` imports (`from fastnn.kernels.X
+    import ...`). numba's cache checks only the file that defines a kernel, not the helpers it
+    inlines: the generated epochs carry this in their file names, so a changed helper never runs
+    as stale cached machine code, and a change to any other kernel file keeps them."""
     folder = os.path.dirname(__file__)
     digest = hashlib.sha256()
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".py"):
-            with open(os.path.join(folder, name), "rb") as f:
-                digest.update(f.read())
+    for name in sorted(set(re.findall(r"^from fastnn\.kernels\.(\w+) import", source, flags=re.MULTILINE))):
+        with open(os.path.join(folder, f"{name}.py"), "rb") as f:
+            digest.update(f.read())
     return digest.hexdigest()
-

@@ -378,11 +378,12 @@ from fastnn.kernels.stack import stack_empty
 @functools.cache
 def _source_file(plan: EpochPlan) -> str | None:
     """Where the epoch's source lives in the cache dir (None where numba may not cache): named
-    by a digest of it and of the kernel sources, so a changed helper never runs stale code."""
+    by a digest of it and of the kernel modules it imports, so a changed helper never runs
+    stale code."""
     if not CACHE:
         return None
     source = _HEADER + epoch_source(plan)
-    digest = hashlib.sha256((sources_digest() + source).encode()).hexdigest()[:20]
+    digest = hashlib.sha256((sources_digest(_HEADER) + source).encode()).hexdigest()[:20]
     path = os.path.join(CACHE_DIR, f"fastnn_online_{digest}.py")
     if not os.path.exists(path):
         tmp = f"{path}.{os.getpid()}.tmp"

@@ -283,3 +283,19 @@ def test_first_compile_runs_in_the_background(monkeypatch):
     for a, b in zip(model.get_weights(), reference.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
+
+
+def test_the_epoch_cache_key_covers_the_kernel_modules_the_source_imports_and_no_other():
+    """A changed helper (scalar.py) must name a new cached epoch; a change to a kernel file the
+    epochs never import (gemm.py) must not make every user's first fit compile again."""
+    import hashlib
+    from pathlib import Path
+
+    from fastnn.kernels import cache
+
+    folder = Path(cache.__file__).parent
+    source = "import math\nfrom fastnn.kernels.scalar import (act,\n    like)\nfrom fastnn.kernels.stack import stack_empty\n"
+    expected = hashlib.sha256((folder / "scalar.py").read_bytes() + (folder / "stack.py").read_bytes()).hexdigest()
+    assert cache.sources_digest(source) == expected
+    assert cache.sources_digest("from fastnn.kernels.scalar import act\n") == \
+        hashlib.sha256((folder / "scalar.py").read_bytes()).hexdigest()

@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from fastnn import optimizers, regularizers
 from fastnn.backend import resolve, to_numpy, use
+from fastnn.callbacks import LambdaCallback
 from fastnn.layers import Dense
 from fastnn.model import Sequential
 
@@ -147,7 +148,7 @@ class _MLP(BaseEstimator):
         seed = np.random.RandomState(self.random_state).randint(np.iinfo(np.int32).max)
         with use(resolve(self.backend or "numpy", dtype=self._dtype.name, device=self.device)):
             self.model_ = Sequential(layers, seed=int(seed))
-        self.model_.compile(self._optimizer(), loss)
+        self.model_.compile(self._optimizer(), loss, metrics=[])  # sklearn scores on its own: no per-step accuracy
         self.model_.build(X.shape[1])
         self.loss_curve_, self.n_iter_, self.t_ = [], 0, 0
         self.best_loss_, self._no_improvement = np.inf, 0
@@ -166,31 +167,40 @@ class _MLP(BaseEstimator):
     def _train(self, X: np.ndarray, targets: np.ndarray, weights: np.ndarray | None, epochs: int,
                stop_early: bool) -> None:
         """Epochs until max_iter, or until sklearn's rule says the loss (or the held-out score,
-        with early_stopping) stopped improving by tol for n_iter_no_change epochs."""
+        with early_stopping) stopped improving by tol for n_iter_no_change epochs: one `fit`
+        (the data checked and converted once), the rule applied after each epoch."""
         held_out = stop_early and self.early_stopping
         X_val = y_val = None
         if held_out:
             X, X_val, targets, y_val, weights = self._hold_out(X, targets, weights)
-        for _ in range(epochs):
-            history = self.model_.fit(X, targets, epochs=1, batch_size=self._batch(X.shape[0]), shuffle=self.shuffle,
-                                      sample_weight=weights, verbose=0, nan_guard=False)
-            loss = history.history["loss"][0]
-            self.n_iter_ += 1
-            self.t_ += X.shape[0]
-            self.loss_curve_.append(loss)
-            if self.verbose:
-                print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
-            if not np.isfinite(loss):
-                raise ValueError(f"the training loss became {loss} at iteration {self.n_iter_}; lower "
-                                 f"learning_rate_init (now {self.learning_rate_init}) or scale X")
-            if stop_early and self._stalled(loss, X_val, y_val):
-                break
-        else:
-            if stop_early and epochs == self.max_iter:
-                warnings.warn(f"fastnn {type(self).__name__}: maximum iterations ({self.max_iter}) reached and the "
-                              "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
+        stopped = []
+
+        def after_epoch(epoch: int, logs: dict) -> None:
+            if self._after_epoch(logs["loss"], X.shape[0], stop_early, X_val, y_val):
+                stopped.append(epoch)
+                self.model_.stop_training = True
+
+        self.model_.fit(X, targets, epochs=epochs, batch_size=self._batch(X.shape[0]), shuffle=self.shuffle,
+                        sample_weight=weights, verbose=0, nan_guard=False,
+                        callbacks=[LambdaCallback(on_epoch_end=after_epoch)])
+        if stop_early and not stopped and epochs == self.max_iter:
+            warnings.warn(f"fastnn {type(self).__name__}: maximum iterations ({self.max_iter}) reached and the "
+                          "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
         if held_out:
             self.model_.set_weights(self._best_weights)
+
+    def _after_epoch(self, loss: float, rows: int, stop_early: bool, X_val: np.ndarray | None,
+                     y_val: np.ndarray | None) -> bool:
+        """sklearn's bookkeeping of an epoch (loss_curve_, n_iter_, t_, verbose); whether to stop."""
+        self.n_iter_ += 1
+        self.t_ += rows
+        self.loss_curve_.append(loss)
+        if self.verbose:
+            print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
+        if not np.isfinite(loss):
+            raise ValueError(f"the training loss became {loss} at iteration {self.n_iter_}; lower "
+                             f"learning_rate_init (now {self.learning_rate_init}) or scale X")
+        return stop_early and self._stalled(loss, X_val, y_val)
 
     def _hold_out(self, X, targets, weights):
         """The last validation_fraction of the rows for the early-stopping score (stratified
