@@ -37,23 +37,23 @@ def test_a_wrong_implementation_is_refused():
         bench.time_case("tiny", 16, impls, reps=1)
 
 
-def test_pytorch_is_timed_between_the_two_halves_of_the_repetitions():
-    """Its child process runs inside the window of the others' timed steps (drift hits both)."""
-    calls = []
+def test_pytorch_runs_in_a_child_that_times_each_repetition_beside_fastnn():
+    """Its loss is checked like the others', and fused / best torch is paired per repetition."""
+    pytest.importorskip("torch")
+    impls = {"fastnn-numpy-pure": ("cpu", bench.fastnn_step("numpy", False)),
+             "fastnn-numpy-fused": ("cpu", bench.fastnn_step("numpy", True)),
+             **{label: ("cpu", bench.torch_in_child(env)) for label, env in bench.TORCH_CHILDREN.items()}}
+    case = bench.time_case("tiny", 64, impls, reps=3)
+    assert set(case["first_loss"]) == set(impls)  # the child's first loss agreed with fastnn's
+    assert case["ms"]["torch-eager"] > 0 and case["ms"]["torch-eager-tuned-malloc"] > 0
+    best = min(case["ms"]["torch-eager"], case["ms"]["torch-eager-tuned-malloc"])
+    assert 0.3 < case["fused_over_torch"] / (case["ms"]["fastnn-numpy-fused"] / best) < 3  # medians of ratios
+    assert case["torch_threads"] >= 1
 
-    def recording(net, x, y, weights):
-        step = bench.fastnn_step("numpy", False)(net, x, y, weights)
 
-        def run():
-            calls.append("step")
-            return step()
-        return run
-
-    impls = {"fastnn-numpy-pure": ("cpu", recording)}
-    bench.time_case("tiny", 16, impls, reps=4, warmup=1, halfway=lambda: calls.append("torch"))
-    assert calls.count("torch") == 1
-    before, after = calls.index("torch"), len(calls) - calls.index("torch") - 1
-    assert after >= 2 and after % 2 == 0 and before > after  # 2 of 4 repetitions after it; before: also the untimed calls
+def test_a_child_that_dies_is_a_clear_error():
+    with pytest.raises(RuntimeError, match=r"the PyTorch child process ended \(exit status [1-9]"):
+        bench.RemoteStep("no-such-network", 64, {})
 
 
 @pytest.mark.slow  # PyTorch's child processes, per case: run by .ci/run with torch installed
@@ -64,7 +64,8 @@ def test_quick_run_with_pytorch_times_it_for_every_case(tmp_path):
     for case in results["cases"]:
         assert case["ms"]["torch-eager"] > 0 and case["ms"]["torch-eager-tuned-malloc"] > 0
     assert results["machine"]["torch_threads"] >= 1
-    assert "timed between the two halves" in (tmp_path / "bench.md").read_text()
+    assert all(case["fused_over_torch"] > 0 for case in results["cases"])
+    assert "each of its repetitions timed beside fastnn's" in (tmp_path / "bench.md").read_text()
 
 
 @pytest.mark.slow  # the harness's own implementations, each compiled: run by .ci/run

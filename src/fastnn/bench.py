@@ -8,8 +8,8 @@ must compute the same first loss (a fast wrong number is worse than none); warm-
 repetitions interleaved across implementations so drift hits all alike; medians, with ratios
 to the bound and to PyTorch from the same run. PyTorch (CPU) runs in child processes, since
 its OpenMP threads and OpenBLAS's fight for the cores inside one process: one per case and
-malloc, between the two halves of the other implementations' repetitions, so a host that
-slows down or speeds up during the run moves both sides of "fused / best torch" alike.
+malloc, kept up for the case and asked for each repetition in turn with the others
+(fastnn.bench_child), so both ratios are paired repetition by repetition.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import numpy as np
 
 import fastnn
 from fastnn.backend import cupy_problem
+from fastnn.bench_child import SETTLE_AFTER, SETTLE_BEFORE, RemoteStep
 from fastnn.kernels import gemm
 from fastnn.layers import Dense
 from fastnn.training import train_step
@@ -249,6 +250,20 @@ def torch_step(device: str) -> Callable:
     return build
 
 
+TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+# PyTorch with glibc's malloc as it is, and tuned: glibc otherwise keeps returning freed memory to
+# the OS, and PyTorch's large-batch time is then mostly page faults on fresh allocations.
+TORCH_CHILDREN = {"torch-eager": {}, "torch-eager-tuned-malloc": TUNED_MALLOC}
+
+
+def torch_in_child(env: dict[str, str]) -> Callable:
+    """A builder of PyTorch eager (CPU) steps that run in a child process (fastnn.bench_child)."""
+    def build(net, x, y, weights):
+        name = next(key for key, value in NETWORKS.items() if value == net)
+        return RemoteStep(name, x.shape[0], env)  # the child makes the same x, y and weights from the seed
+    return build
+
+
 def cupy_gemm_bound_step(net, x, y, weights):
     import cupy
 
@@ -273,6 +288,8 @@ def implementations(include_torch: bool = True) -> dict[str, tuple[str, Callable
     """name -> (device, builder) for everything usable here."""
     impls: dict[str, tuple[str, Callable]] = {"gemm-bound": ("cpu", gemm_bound_step)}
     impls["fastnn-numpy-fused"] = ("cpu", fastnn_step("numpy", True))
+    if include_torch:  # beside fused, each in a child process per case (fastnn.bench_child)
+        impls.update({label: ("cpu", torch_in_child(env)) for label, env in TORCH_CHILDREN.items()})
     impls["fastnn-numpy-pure"] = ("cpu", fastnn_step("numpy", False))
     impls["numpy-tutorial"] = ("cpu", numpy_tutorial_step)
     impls["fastnn-strict-pure"] = ("cpu", fastnn_step("array_api_strict", False))
@@ -315,54 +332,72 @@ def _sync(device: str) -> None:
 # Running
 
 
-def time_case(net_name: str, n: int, impls: dict, reps: int, warmup: int = 3,
-              halfway: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Median step time (ms) of each implementation on one (network, batch) case; `halfway`
-    runs between the two halves of the repetitions (PyTorch's child process: timed inside the
-    window of these, so host drift hits both alike)."""
+def time_case(net_name: str, n: int, impls: dict, reps: int, warmup: int = 3) -> dict[str, Any]:
+    """Median step time (ms) of each implementation on one (network, batch) case, and the
+    paired ratios of the fused step to the bound and to the faster PyTorch."""
     net = NETWORKS[net_name]
     x, y, weights = make_data(net, n)
-    steps, losses = {}, {}
-    for name, (device, build) in impls.items():
-        if "strict" in name and n > STRICT_MAX_BATCH:
-            continue
-        steps[name] = (device, build(net, x, y, weights))
-        loss = steps[name][1]()
-        _sync(device)
-        if loss is not None:
-            losses[name] = float(loss)
-    _check_losses(net_name, n, losses)
-    for _ in range(warmup - 1):
-        for device, step in steps.values():
-            step()
+    steps: dict[str, tuple[str, Callable]] = {}
+    try:
+        losses = {}
+        for name, (device, build) in impls.items():
+            if "strict" in name and n > STRICT_MAX_BATCH:
+                continue
+            steps[name] = (device, build(net, x, y, weights))
+            loss = steps[name][1]()
             _sync(device)
+            if loss is not None:
+                losses[name] = float(loss)
+        _check_losses(net_name, n, losses)
+        for _ in range(warmup - 1):
+            for device, step in steps.values():
+                step()
+                _sync(device)
+        times = _repetitions(steps, reps)
+    finally:
+        for _, step in steps.values():
+            if isinstance(step, RemoteStep):
+                step.close()
+    case = {"network": net_name, "batch": n, "first_loss": losses, "gflop": step_flops(net, n) / 1e9,
+            "ms": {name: float(np.median(t)) * 1e3 for name, t in times.items()}}
+    if "gemm-bound" in steps:
+        case["bound_gemm"] = steps["gemm-bound"][1].libraries  # which library the bound kept per product
+    torch_threads = [step.torch_threads for _, step in steps.values() if isinstance(step, RemoteStep)]
+    if torch_threads:
+        case["torch_threads"] = torch_threads[0]
+    fused = np.array(times.get("fastnn-numpy-fused", []))
+    if fused.size and "gemm-bound" in times:  # paired: drift hits both alike
+        case["fused_over_bound"] = float(np.median(fused / np.array(times["gemm-bound"])))
+    torch_times = [times[k] for k in ("torch-eager", "torch-eager-tuned-malloc") if k in times]
+    if fused.size and torch_times:  # per repetition, the faster PyTorch measured beside it
+        case["fused_over_torch"] = float(np.median(fused / np.min(torch_times, axis=0)))
+    return case
+
+
+def _repetitions(steps: dict[str, tuple[str, Callable]], reps: int) -> dict[str, list[float]]:
+    """Seconds per step of each implementation, one list entry per repetition."""
     # A step under MIN_REP_SECONDS is timed as a run of back-to-back calls: one call alone, right after
     # another implementation has evicted its code and data from cache, measured the eviction.
     calls = {name: _calls_per_rep(step, device) for name, (device, step) in steps.items()}
     times: dict[str, list[float]] = {name: [] for name in steps}
     for rep in range(reps):
-        if rep == reps // 2 and halfway is not None:
-            halfway()
         # Forward order, then reversed: fused and bound stay adjacent (their ratio is paired)
         # and each goes first in half the repetitions, so neither always follows the big
         # allocations of the pure and tutorial steps.
-        names = list(steps) if rep % 2 == 0 else list(reversed(steps))
-        for name in names:
+        for name in list(steps) if rep % 2 == 0 else list(reversed(steps)):
             device, step = steps[name]
+            if isinstance(step, RemoteStep):  # timed in its own process, with this one's threads at rest
+                time.sleep(SETTLE_BEFORE)
+                times[name].append(step.timed(calls[name]))
+                time.sleep(SETTLE_AFTER)
+                continue
             _sync(device)
             start = time.perf_counter()
             for _ in range(calls[name]):
                 step()
             _sync(device)
             times[name].append((time.perf_counter() - start) / calls[name])
-    case = {"network": net_name, "batch": n, "first_loss": losses, "gflop": step_flops(net, n) / 1e9,
-            "ms": {name: float(np.median(t)) * 1e3 for name, t in times.items()}}
-    if "gemm-bound" in steps:
-        case["bound_gemm"] = steps["gemm-bound"][1].libraries  # which library the bound kept per product
-    if "fastnn-numpy-fused" in times and "gemm-bound" in times:  # paired: drift hits both alike
-        paired = np.array(times["fastnn-numpy-fused"]) / np.array(times["gemm-bound"])
-        case["fused_over_bound"] = float(np.median(paired))
-    return case
+    return times
 
 
 def _calls_per_rep(step: Callable, device: str) -> int:
@@ -522,22 +557,6 @@ def _cpu_name() -> str:
             f"(family {fields.get('cpu family', '?')} model {fields.get('model', '?')}, {simd})")
 
 
-TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
-
-
-def torch_children(network: str, n: int, reps: int) -> dict[str, dict]:
-    """PyTorch eager (CPU) on one case, with glibc's malloc as it is and tuned, each in a child
-    process: {label: {"ms": ..., "first_loss": ..., "torch_threads": ...}}. With TUNED_MALLOC,
-    glibc keeps freed memory instead of returning it to the OS: PyTorch's large-batch time is
-    mostly page faults on fresh allocations otherwise."""
-    results = {}
-    for label, env in (("torch-eager", {}), ("torch-eager-tuned-malloc", TUNED_MALLOC)):
-        out = subprocess.run([sys.executable, "-m", "fastnn.bench", "--torch-only", f"{network}:{n}", "--reps",
-                              str(reps)], env={**os.environ, **env}, capture_output=True, text=True, check=True)
-        results[label] = json.loads(out.stdout.strip().splitlines()[-1])[f"{network}:{n}"]
-    return results
-
-
 def batches_for(net: Network, quick: bool, min_batch: int = 1) -> list[int]:
     sizes = [1, 4, 100, 4096] if quick else [1, 4, 10, 100, 1_000, 10_000, 100_000, 1_000_000]
     capped = [n for n in sizes if min_batch <= n <= net.max_batch]
@@ -548,20 +567,14 @@ def batches_for(net: Network, quick: bool, min_batch: int = 1) -> list[int]:
 
 def run(networks: list[str], quick: bool, reps: int, out_dir: Path, torch: bool = True,
         min_batch: int = 1) -> dict[str, Any]:
-    impls = implementations(include_torch=torch)
-    torch = torch and _torch_version() is not None
-    columns = list(impls) + (["torch-eager", "torch-eager-tuned-malloc"] if torch else [])
-    results: dict[str, Any] = {"machine": machine_info(), "reps": reps, "implementations": columns,
+    impls = implementations(include_torch=torch and _torch_version() is not None)
+    results: dict[str, Any] = {"machine": machine_info(), "reps": reps, "implementations": list(impls),
                                "caps": {n: NETWORKS[n].max_batch for n in networks}, "cases": [], "online": {}}
     for name in networks:
         for n in batches_for(NETWORKS[name], quick, min_batch):
-            children: dict[str, dict] = {}
-            halfway = (lambda: children.update(torch_children(name, n, reps))) if torch else None
-            case = time_case(name, n, impls, reps, halfway=halfway)
-            for label, child in children.items():
-                _check_losses(name, n, {**case["first_loss"], label: child["first_loss"][label]})
-                case["ms"][label] = child["ms"][label]
-                results["machine"]["torch_threads"] = child["torch_threads"]
+            case = time_case(name, n, impls, reps)
+            if "torch_threads" in case:
+                results["machine"]["torch_threads"] = case.pop("torch_threads")
             results["cases"].append(case)
             print(_case_line(case), flush=True)
     for name in ("tiny", "moons"):
@@ -586,11 +599,11 @@ def markdown(results: dict[str, Any]) -> str:
              f"{m['date']}; at the start of the run: float32 peak {m.get('float32_peak_gflops', '?')} GFLOP/s "
              f"(multiply-add chains on every core), OpenBLAS GEMM {m.get('sgemm_gflops', '?')} GFLOP/s, "
              f"core clock {m.get('core_ghz', '?')} GHz; GEMM libraries: {', '.join(m.get('gemm', ['openblas']))}; "
-             f"median of {results['reps']} interleaved repetitions (PyTorch CPU in child processes, timed between the "
-             "two halves of the others' repetitions), "
+             f"median of {results['reps']} interleaved repetitions (PyTorch CPU in child processes, each of its "
+             "repetitions timed beside fastnn's), "
              "float32, one SGD step. gemm-bound: only the step's GEMMs, each by the fastest library at "
              "its shape; fused / bound: median over repetitions of the two times measured back to back; "
-             "best torch: the faster of its two mallocs; % of peak: the step's GEMM flops per fused step time against the float32 peak.", ""]
+             "fused / best torch: median over repetitions of fused against the faster of PyTorch's two mallocs beside it; % of peak: the step's GEMM flops per fused step time against the float32 peak.", ""]
     impls = results["implementations"]
     lines.append("| network | batch | " + " | ".join(impls) + " | fused / bound | fused / best torch | % of peak |")
     lines.append("|---|---:|" + "---:|" * len(impls) + "---:|---:|---:|")
@@ -600,8 +613,9 @@ def markdown(results: dict[str, Any]) -> str:
         fused = ms.get("fastnn-numpy-fused")
         ratio = c.get("fused_over_bound", fused / ms["gemm-bound"] if fused and ms.get("gemm-bound") else None)
         ratio_bound = f"{ratio:.2f}×" if ratio else "–"
-        torch_ms = [ms[k] for k in ("torch-eager", "torch-eager-tuned-malloc") if k in ms]
-        ratio_torch = f"{fused / min(torch_ms):.2f}×" if fused and torch_ms else "–"
+        torch_ms = [ms[k] for k in TORCH_CHILDREN if k in ms]
+        ratio = c.get("fused_over_torch", fused / min(torch_ms) if fused and torch_ms else None)
+        ratio_torch = f"{ratio:.2f}×" if ratio else "–"
         peak = m.get("float32_peak_gflops")
         of_peak = f"{100 * c['gflop'] / (fused / 1e3) / peak:.0f} %" if fused and peak and "gflop" in c else "–"
         lines.append(f"| {c['network']} | {c['batch']:,} | " + " | ".join(cells)
@@ -653,18 +667,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     parser.add_argument("--min-batch", type=int, default=1, help="time only batches of at least this many rows "
                         "(and no online SGD): e.g. 10000 for the large-batch table alone")
-    parser.add_argument("--torch-only", default=None, help=argparse.SUPPRESS)  # child process for tuned malloc
     args = parser.parse_args(argv)
     reps = args.reps or DEFAULT_REPS
-    if args.torch_only:
-        label = "torch-eager-tuned-malloc" if os.environ.get("MALLOC_MMAP_MAX_") == "0" else "torch-eager"
-        impls = {label: ("cpu", torch_step("cpu"))}
-        cases = [c.split(":") for c in args.torch_only.split(",")]
-        import torch
-
-        print(json.dumps({f"{net}:{n}": {**time_case(net, int(n), impls, reps), "torch_threads": torch.get_num_threads()}
-                          for net, n in cases}))
-        return 0
     names = [n.strip() for n in args.networks.split(",") if n.strip()]
     unknown = set(names) - set(NETWORKS)
     if unknown:
