@@ -51,6 +51,27 @@ def test_pytorch_runs_in_a_child_that_times_each_repetition_beside_fastnn():
     assert case["torch_threads"] >= 1
 
 
+def test_a_step_after_pytorchs_repetition_first_takes_an_untimed_step(monkeypatch):
+    """The harness rests while the child runs; its BLAS threads fall asleep, which a training
+    loop never sees: the next implementation takes one untimed step before it is timed."""
+    pytest.importorskip("torch")
+    monkeypatch.setattr(bench, "_calls_per_rep", lambda step, device: 1)
+    calls = []
+
+    def recording(net, x, y, weights):
+        step = bench.fastnn_step("numpy", False)(net, x, y, weights)
+
+        def run():
+            calls.append("step")
+            return step()
+        return run
+
+    impls = {"fastnn-numpy-pure": ("cpu", recording), "torch-eager": ("cpu", bench.torch_in_child({}))}
+    bench.time_case("tiny", 16, impls, reps=2, warmup=1)
+    # the first loss, repetition 1 (pure, then PyTorch), repetition 2 (PyTorch, an untimed step, pure)
+    assert len(calls) == 1 + 1 + 2
+
+
 def test_a_child_that_dies_is_a_clear_error():
     with pytest.raises(RuntimeError, match=r"the PyTorch child process ended \(exit status [1-9]"):
         bench.RemoteStep("no-such-network", 64, {})

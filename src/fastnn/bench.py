@@ -380,6 +380,7 @@ def _repetitions(steps: dict[str, tuple[str, Callable]], reps: int) -> dict[str,
     # another implementation has evicted its code and data from cache, measured the eviction.
     calls = {name: _calls_per_rep(step, device) for name, (device, step) in steps.items()}
     times: dict[str, list[float]] = {name: [] for name in steps}
+    rested = False  # this process's threads slept through a PyTorch repetition
     for rep in range(reps):
         # Forward order, then reversed: fused and bound stay adjacent (their ratio is paired)
         # and each goes first in half the repetitions, so neither always follows the big
@@ -390,7 +391,11 @@ def _repetitions(steps: dict[str, tuple[str, Callable]], reps: int) -> dict[str,
                 time.sleep(SETTLE_BEFORE)
                 times[name].append(step.timed(calls[name]))
                 time.sleep(SETTLE_AFTER)
+                rested = True
                 continue
+            if rested:  # untimed, as the child does: wakes the BLAS threads a training loop keeps awake
+                step()
+                rested = False
             _sync(device)
             start = time.perf_counter()
             for _ in range(calls[name]):
