@@ -368,7 +368,7 @@ def time_case(net_name: str, n: int, impls: dict, reps: int, warmup: int = 3) ->
     fused = np.array(times.get("fastnn-numpy-fused", []))
     if fused.size and "gemm-bound" in times:  # paired: drift hits both alike
         case["fused_over_bound"] = float(np.median(fused / np.array(times["gemm-bound"])))
-    torch_times = [times[k] for k in ("torch-eager", "torch-eager-tuned-malloc") if k in times]
+    torch_times = [times[k] for k in TORCH_CHILDREN if k in times]
     if fused.size and torch_times:  # per repetition, the faster PyTorch measured beside it
         case["fused_over_torch"] = float(np.median(fused / np.min(torch_times, axis=0)))
     return case

@@ -66,8 +66,9 @@ class Communicator:
         if scale != 1:
             flat *= scale  # in place where arrays allow it
         flat = self.reducer(backend)(flat)
-        ends = np.cumsum([math.prod(a.shape) for a in arrays])
-        summed = [xp.reshape(flat[end - math.prod(a.shape):end], a.shape) for a, end in zip(arrays, ends)]
+        sizes = [math.prod(a.shape) for a in arrays]
+        ends = np.cumsum(sizes)
+        summed = [xp.reshape(flat[end - size:end], a.shape) for a, size, end in zip(arrays, sizes, ends)]
         self.seconds += time.perf_counter() - start
         return summed
 
