@@ -21,9 +21,27 @@ def _numba_ops(backend: Any) -> Any:
 
 
 def _cuda_ops(backend: Any) -> Any:
+    from fastnn.kernels import cuda_toolchain
+
+    problem = cuda_toolchain.problem()
+    if problem is not None:
+        cuda_toolchain.warn_once(problem)
+        return ops.ArrayOps(backend)
     from fastnn.kernels.cuda_ops import CudaOps
 
     return CudaOps(backend)
+
+
+def _cuda_engine(backend: Any) -> Any:
+    from fastnn.kernels.cuda_engine import CudaEngine
+
+    return CudaEngine(backend)
+
+
+def _cuda_graph_engine(backend: Any) -> Any:
+    from fastnn.kernels.cuda_engine import CudaGraphEngine
+
+    return CudaGraphEngine(backend)
 
 
 def _compiled_epochs(backend: Any) -> Any:
@@ -41,6 +59,8 @@ def _permutation(rng: Any, n: int, buffers: Any) -> Any:
 ops.register("numpy", _numba_ops)
 ops.register("cupy", _cuda_ops)
 engines.register("numpy", _compiled_epochs)
+engines.register("cupy", _cuda_engine)
+engines.register("cupy", _cuda_graph_engine)  # tried first: small batches replay graphs
 training.register_permutation(_permutation)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from numba import cuda
 
-from fastnn.kernels.scalar import act, act_grad, adam_step, bce_logits, like, sgd_step, softmax_cce_row
+from fastnn.kernels.scalar import act, act_grad, adam_step, adam_step_sizes, bce_logits, like, sgd_step, sigmoid, softmax_cce_row
 
 THREADS = 256  # threads per block for the flat kernels
 BLOCK_2D = (32, 8)  # (columns, row lanes) for the column-reducing kernel
@@ -80,9 +80,87 @@ def adam_update(p, g, m, v, beta_1, beta_2, step, root_bc2, eps):
         p[i], m[i], v[i] = adam_step(p[i], g[i], m[i], v[i], beta_1, beta_2, step, root_bc2, eps)
 
 
+@cuda.jit
+def mse_loss(z, t, grad, total):
+    """grad = 2 (z - t) / size; total[0] (float64) += the mean squared error."""
+    n, m = z.shape
+    scale = 1 / (n * m)
+    local = 0.0
+    for k in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+        i, j = k // m, k % m
+        d = z[i, j] - t[i, j]
+        grad[i, j] = (d + d) * scale
+        local += d * d
+    cuda.atomic.add(total, 0, local * scale)
+
+
+@cuda.jit
+def binary_hits(out, t, logits, values, slot):
+    """values[slot] (float64) += the share of elements where the prediction (sigmoid(out) when
+    `logits`, else out) > 0.5 equals t > 0.5: binary accuracy on the device."""
+    n, m = out.shape
+    local = 0.0
+    for k in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+        i, j = k // m, k % m
+        p = sigmoid(out[i, j]) if logits else out[i, j]
+        local += 1.0 if (p > 0.5) == (t[i, j] > 0.5) else 0.0
+    cuda.atomic.add(values, slot, local / (n * m))
+
+
+@cuda.jit
+def categorical_hits(out, t, values, slot):
+    """values[slot] += the share of rows whose largest output is the largest target (first of
+    ties, as argmax), one thread a row. Softmax keeps the order, so logits give the same."""
+    n, m = out.shape
+    i = cuda.grid(1)
+    if i < n:
+        best_out, best_t = 0, 0
+        for j in range(1, m):
+            if out[i, j] > out[i, best_out]:
+                best_out = j
+            if t[i, j] > t[i, best_t]:
+                best_t = j
+        if best_out == best_t:
+            cuda.atomic.add(values, slot, 1.0 / n)
+
+
+@cuda.jit
+def record_batch(values, totals, rows, batch_losses, counter):
+    """One thread: totals[k] += rows * values[k] (the epoch's sums, on the device);
+    batch_losses[counter[0]] = values[0]; counter[0] += 1 (a graph replays it unchanged)."""
+    if cuda.grid(1) == 0:
+        for k in range(values.size):
+            totals[k] += rows * values[k]
+        if counter[0] < batch_losses.size:  # a lone step (train_on_batch) may run past an epoch's count
+            batch_losses[counter[0]] = values[0]
+        counter[0] += 1
+
+
+@cuda.jit
+def adam_hyper(steps, hyper, lr, beta_1, beta_2):
+    """One thread: steps[0] += 1; hyper = (lr / bias_correction1, sqrt(bias_correction2)) for
+    that step — on the device, so a captured graph advances Adam's step count by itself."""
+    if cuda.grid(1) == 0:
+        steps[0] += 1
+        hyper[0], hyper[1] = adam_step_sizes(lr, beta_1, beta_2, steps[0])
+
+
+@cuda.jit
+def adam_update_device(p, g, m, v, beta_1, beta_2, hyper, eps):
+    """adam_update with the step sizes read from `hyper` (written by adam_hyper)."""
+    step, root_bc2 = like(p[0], hyper[0]), like(p[0], hyper[1])  # in p's dtype, as adam_update's arguments
+    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+        p[i], m[i], v[i] = adam_step(p[i], g[i], m[i], v[i], beta_1, beta_2, step, root_bc2, eps)
+
+
 def flat_grid(size: int, max_blocks: int = 4096) -> tuple[int, int]:
     """(blocks, threads) for a grid-stride kernel over `size` elements."""
     return max(1, min(max_blocks, (size + THREADS - 1) // THREADS)), THREADS
+
+
+def row_grid(n: int) -> tuple[int, int]:
+    """(blocks, threads) for a kernel with one thread per row."""
+    return max(1, (n + THREADS - 1) // THREADS), THREADS
 
 
 def column_grid(n: int, m: int, max_row_blocks: int = 1024) -> tuple[tuple[int, int], tuple[int, int]]:
