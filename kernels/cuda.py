@@ -4,6 +4,9 @@ with `__cuda_array_interface__` (CuPy) and also run under the CUDA simulator
 
 from __future__ import annotations
 
+import functools
+from typing import Any, NamedTuple
+
 from numba import cuda
 
 from fastnn.kernels.scalar import act, act_grad, adam_step, adam_step_sizes, bce_logits, like, sgd_step, sigmoid, softmax_cce_row
@@ -12,35 +15,52 @@ THREADS = 256  # threads per block for the flat kernels
 BLOCK_2D = (32, 8)  # (columns, row lanes) for the column-reducing kernel
 
 
-@cuda.jit
-def bias_act(z, b, y, code, alpha):
-    """z += b; y = act(z), one thread per element (grid-stride)."""
-    n, m = z.shape
-    start, stride = cuda.grid(1), cuda.gridsize(1)
-    for k in range(start, n * m, stride):
-        i, j = k // m, k % m
-        v = z[i, j] + b[j]
-        z[i, j] = v
-        y[i, j] = act(v, code, alpha)
+class DenseKernels(NamedTuple):
+    bias_act: Any  # (z, b, y, alpha): z += b; y = act(z), one thread per element (grid-stride)
+    act_grad_bias: Any  # (g, y, z, alpha, dz, db): dz = act'(z) * g; db += column sums of dz
 
 
-@cuda.jit
-def act_grad_bias(g, y, z, code, alpha, dz, db):
-    """dz = act'(z) * g; db += column sums of dz (db zeroed by the caller). Thread (tx, ty)
-    of a 32×8 block owns column j and every 8th row of its block's row range, sums locally,
-    then adds its sum to db[j] with one atomic."""
-    n, m = g.shape
-    j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    if j >= m:
-        return
-    rows_per_block = (n + cuda.gridDim.y - 1) // cuda.gridDim.y
-    first = cuda.blockIdx.y * rows_per_block
-    last = first + rows_per_block if first + rows_per_block < n else n
-    local = like(g[0, 0], 0)  # not g[0, 0] - g[0, 0]: NaN when that element is infinite
-    for i in range(first + cuda.threadIdx.y, last, cuda.blockDim.y):
-        dz[i, j] = act_grad(g[i, j], y[i, j], z[i, j], code, alpha)
-        local += dz[i, j]  # read back: sums in dz's dtype whatever act_grad computed in
-    cuda.atomic.add(db, j, local)
+@functools.cache
+def dense_kernels(code: int) -> DenseKernels:
+    """The two dense kernels compiled for one activation code (fastnn.spec.Act), a compile-time
+    constant of each: a run-time code kept every activation's float64 constants in float32
+    kernels (seen in their PTX)."""
+    return DenseKernels(_bias_act(code), _act_grad_bias(code))
+
+
+def _bias_act(code: int) -> Any:
+    @cuda.jit
+    def bias_act(z, b, y, alpha):
+        n, m = z.shape
+        start, stride = cuda.grid(1), cuda.gridsize(1)
+        for k in range(start, n * m, stride):
+            i, j = k // m, k % m
+            v = z[i, j] + b[j]
+            z[i, j] = v
+            y[i, j] = act(v, code, alpha)
+
+    return bias_act
+
+
+def _act_grad_bias(code: int) -> Any:
+    @cuda.jit
+    def act_grad_bias(g, y, z, alpha, dz, db):
+        """Thread (tx, ty) of a 32×8 block owns column j and every 8th row of its block's row
+        range, sums locally, then adds its sum to db[j] with one atomic (db zeroed by the caller)."""
+        n, m = g.shape
+        j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        if j >= m:
+            return
+        rows_per_block = (n + cuda.gridDim.y - 1) // cuda.gridDim.y
+        first = cuda.blockIdx.y * rows_per_block
+        last = first + rows_per_block if first + rows_per_block < n else n
+        local = like(g[0, 0], 0)  # not g[0, 0] - g[0, 0]: NaN when that element is infinite
+        for i in range(first + cuda.threadIdx.y, last, cuda.blockDim.y):
+            dz[i, j] = act_grad(g[i, j], y[i, j], z[i, j], code, alpha)
+            local += dz[i, j]  # read back: sums in dz's dtype whatever act_grad computed in
+        cuda.atomic.add(db, j, local)
+
+    return act_grad_bias
 
 
 @cuda.jit

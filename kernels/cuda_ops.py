@@ -36,6 +36,8 @@ class CudaOps(ArrayOps):
             import cupy
 
             stream = numba_cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+            # sync=False: one stream orders the work; Numba's default syncs it per argument
+            args = [numba_cuda.as_cuda_array(a, sync=False) if isinstance(a, cupy.ndarray) else a for a in args]
             kernel[grid, block, stream](*args)
         else:  # the simulator (NumPy arrays): no streams there
             kernel[grid, block](*args)
@@ -55,7 +57,7 @@ class CudaOps(ArrayOps):
         z = x @ W
         y = self.xp.empty_like(z) if act.needs_z else z
         alpha = W.dtype.type(act.alpha)
-        self._launch(cuda.bias_act, *cuda.flat_grid(z.size), z, b, y, code, alpha)
+        self._launch(cuda.dense_kernels(code).bias_act, *cuda.flat_grid(z.size), z, b, y, alpha)
         return y, (z if act.needs_z else None)
 
     def dense_backward(self, dy, x, W, y, z, act, need_dx, buffers=None):
@@ -66,7 +68,7 @@ class CudaOps(ArrayOps):
         db = self.xp.zeros((W.shape[1],), dtype=W.dtype, device=self.backend.device)
         alpha = W.dtype.type(act.alpha)
         grid, block = cuda.column_grid(*dy.shape)
-        self._launch(cuda.act_grad_bias, grid, block, dy, y, y if z is None else z, code, alpha, dz, db)
+        self._launch(cuda.dense_kernels(code).act_grad_bias, grid, block, dy, y, y if z is None else z, alpha, dz, db)
         dx = dz @ self.xp.matrix_transpose(W) if need_dx else None
         return dx, self.xp.matrix_transpose(x) @ dz, db
 

@@ -4,6 +4,7 @@ and what a test device runs in their place to drive the GPU engine's own code on
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 from array_api_compat import array_namespace
@@ -22,12 +23,12 @@ def activation(code: int, alpha: float) -> activations.Activation:
     return next(cls() for cls in activations.ACTIVATIONS.values() if cls.code == code)
 
 
-def bias_act(z, b, y, code, alpha):
+def bias_act(z, b, y, alpha, code):
     z[...] = z + b
     y[...] = activation(code, alpha).forward(z)
 
 
-def act_grad_bias(g, y, z, code, alpha, dz, db):
+def act_grad_bias(g, y, z, alpha, dz, db, code):
     xp = array_namespace(g)
     dz[...] = activation(code, alpha).backward(g, z, y)
     db[...] = db + xp.sum(dz, axis=0)
@@ -97,8 +98,6 @@ def adam_update_device(p, g, m, v, beta_1, beta_2, hyper, eps):
 
 
 TWINS: dict[Any, Callable] = {
-    cuda.bias_act: bias_act,
-    cuda.act_grad_bias: act_grad_bias,
     cuda.mse_loss: _loss(MeanSquaredError()),
     cuda.sigmoid_bce_logits: _loss(BinaryCrossentropy(from_logits=True)),
     cuda.softmax_cce_logits: _loss(CategoricalCrossentropy(from_logits=True)),
@@ -110,3 +109,16 @@ TWINS: dict[Any, Callable] = {
     cuda.adam_hyper: adam_hyper,
     cuda.adam_update_device: adam_update_device,
 }
+
+
+def twin_of(kernel: Any) -> Callable:
+    """The pure twin of a kernel of cuda.py, for the fixed kernels and the per-activation ones."""
+    if kernel in TWINS:
+        return TWINS[kernel]
+    for code in Act:
+        kernels = cuda.dense_kernels(int(code))
+        if kernel is kernels.bias_act:
+            return functools.partial(bias_act, code=int(code))
+        if kernel is kernels.act_grad_bias:
+            return functools.partial(act_grad_bias, code=int(code))
+    raise KeyError(f"{kernel} has no pure twin")

@@ -110,7 +110,7 @@ class DenseStep:
                                       WT=device.xp.matrix_transpose(params[2 * i]), z=z, y=y,
                                       dz=device.empty((rows, m), dtype),
                                       dx=device.empty((rows, widths[i]), dtype) if i else None,
-                                      code=int(code), alpha=self.scalar(layer.activation.alpha),
+                                      kernels=cuda.dense_kernels(int(code)), alpha=self.scalar(layer.activation.alpha),
                                       flat=cuda.flat_grid(rows * m), columns=cuda.column_grid(rows, m)))
             inputs = y
         self.grad = device.empty((rows, widths[-1]), dtype)
@@ -155,7 +155,7 @@ class DenseStep:
         d, spec = self.device, self.spec
         for layer in self.layers:
             d.matmul(layer.x, layer.W, layer.z)
-            d.launch(cuda.bias_act, *layer.flat, layer.z, layer.b, layer.y, layer.code, layer.alpha)
+            d.launch(layer.kernels.bias_act, *layer.flat, layer.z, layer.b, layer.y, layer.alpha)
         out = self.layers[-1].y
         d.fill(self.values, 0)
         kernel = LOSS_KERNELS[spec.head.code]
@@ -172,7 +172,8 @@ class DenseStep:
         g = self.grad
         for layer in reversed(self.layers):
             d.fill(layer.db, 0)
-            d.launch(cuda.act_grad_bias, *layer.columns, g, layer.y, layer.z, layer.code, layer.alpha, layer.dz, layer.db)
+            d.launch(layer.kernels.act_grad_bias, *layer.columns, g, layer.y, layer.z, layer.alpha, layer.dz,
+                     layer.db)
             d.matmul(layer.xT, layer.dz, layer.dW)
             if layer.dx is not None:
                 d.matmul(layer.dz, layer.WT, layer.dx)
@@ -198,7 +199,7 @@ class _Layer:
     y: Any  # z itself unless the activation's derivative needs z
     dz: Any
     dx: Any  # the gradient for the previous layer (None for the first)
-    code: int
+    kernels: cuda.DenseKernels  # compiled for this layer's activation
     alpha: Any
     flat: tuple
     columns: tuple

@@ -109,3 +109,25 @@ def test_an_infinite_gradient_stays_in_its_column(tables):
     db = fastnn.to_numpy(db)
     assert db[0] == np.inf and np.all(np.isfinite(db[1:]))
     assert fastnn.backend().name == "numpy"  # the fixture left the active backend alone
+
+
+@pytest.mark.skipif(not SIMULATOR, reason="the simulator's NumPy arrays stand in for the GPU's")
+@pytest.mark.parametrize("name", ["moons", "digits", "regression"])
+def test_fused_step_kernels_equal_their_twins(name):
+    """The fused engine's step with the real kernels (simulated) and with their pure twins (on
+    array-api-strict): the same epochs, losses and weights."""
+    from gpu_doubles import CheckingDevice, SimulatorDevice
+    from test_gpu_engine import make_data, make_model, trained_on
+
+    from fastnn.kernels.cuda_engine import CudaEngine
+
+    x, y = make_data(name, rows=12)
+    twin = make_model(name, "float64")
+    want_logs, want_weights = trained_on(twin, CudaEngine(twin.backend, device=CheckingDevice()), x, y, 2, 8)
+    model = make_model(name, "float64").to("numpy")
+    logs, weights = trained_on(model, CudaEngine(model.backend, device=SimulatorDevice()), x, y, 2, 8)
+    for got, want in zip(logs, want_logs):
+        for key in want:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-11, err_msg=key)
+    for got, want in zip(weights, want_weights):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
