@@ -35,12 +35,8 @@ def problem() -> str | None:
     return None
 
 
-_warned: list[str] = []
-
-
+@functools.cache  # once per process and reason
 def warn_once(problem_text: str) -> None:
-    """One RuntimeWarning per process that CuPy trains without fastnn's kernels, and why."""
-    if problem_text not in _warned:
-        _warned.append(problem_text)
-        warnings.warn(f"fastnn's CUDA kernels are off, CuPy trains on the pure path: {problem_text}",
-                      RuntimeWarning, stacklevel=3)
+    """One RuntimeWarning that CuPy trains without fastnn's kernels, and why."""
+    warnings.warn(f"fastnn's CUDA kernels are off, CuPy trains on the pure path: {problem_text}",
+                  RuntimeWarning, stacklevel=4)

@@ -20,6 +20,7 @@ import numpy as np
 
 BACKEND_NAMES = ("numpy", "cupy", "array_api_strict", "torch", "jax")
 GEMM_MODES = ("auto", "openblas", "mkl")  # the NumPy backend's matrix products: fastnn.kernels.gemm
+MATMUL_PRECISIONS = ("highest", "tf32")  # CuPy's float32 products: exact float32, or TF32 tensor cores
 _CUPY_HINT = 'install CuPy for your CUDA version: pip install "fastnn[cuda12]" or "fastnn[cuda13]"'
 
 
@@ -42,6 +43,7 @@ class Backend:
     kernels: bool = True
     device_name: str | None = None  # the device as asked for ("cuda:1", "mps"...); None: the default
     gemm: str = "auto"  # which BLAS multiplies on numpy: per shape the fastest, or one forced
+    matmul_precision: str = "highest"  # "tf32": CuPy's float32 GEMMs on TF32 tensor cores (docs/gpu.md#tf32)
     ops: Any = field(default=None, compare=False, repr=False)  # the per-operation table (fastnn.ops)
     engines: tuple = field(default=(), compare=False, repr=False)  # what trains on it (fastnn.engines)
 
@@ -62,7 +64,8 @@ class Backend:
     def with_options(self, dtype: Any = None, kernels: bool | None = None) -> "Backend":
         """The same backend with another float dtype and/or kernel setting."""
         kernels = self.kernels if kernels is None else kernels
-        return _make(self.name, dtype or self.dtype_name, kernels, self.device_name, self.gemm if kernels else "auto")
+        return _make(self.name, dtype or self.dtype_name, kernels, self.device_name, self.gemm if kernels else "auto",
+                     self.matmul_precision)
 
     def on_its_device(self, x: Any) -> bool:
         """True when array `x` (of this backend) lives on this backend's device."""
@@ -193,14 +196,16 @@ def _float_dtype(xp: ModuleType, dtype: Any) -> Any:
 
 
 @functools.cache
-def _make(name: str, dtype: str, kernels: bool, device: str | None = None, gemm: str | None = None) -> Backend:
+def _make(name: str, dtype: str, kernels: bool, device: str | None = None, gemm: str | None = None,
+          matmul_precision: str = "highest") -> Backend:
     if name == "auto":
         name = "cupy" if cupy_problem() is None else "numpy"
     if gemm is None:  # one Backend (and one ops table) per resolved setting
-        return _make(name, dtype, kernels, device, _gemm_mode(name, None) if kernels else "auto")
+        return _make(name, dtype, kernels, device, _gemm_mode(name, None) if kernels else "auto", matmul_precision)
     _gemm_mode(name, gemm)
+    _check_matmul_precision(name, matmul_precision)
     xp, where = import_namespace(name, device, dtype)
-    backend = Backend(name, xp, where, _float_dtype(xp, dtype), kernels, device, gemm)
+    backend = Backend(name, xp, where, _float_dtype(xp, dtype), kernels, device, gemm, matmul_precision)
     from fastnn import engines, ops  # late: both build on the layers, which import this module
 
     object.__setattr__(backend, "ops", ops.ops_for(backend))
@@ -218,21 +223,43 @@ _active: contextvars.ContextVar[Backend | None] = contextvars.ContextVar("fastnn
 
 
 def resolve(name: str | Backend | None = None, dtype: Any = None, kernels: bool | None = None,
-            device: str | None = None, gemm: str | None = None) -> Backend:
-    """The Backend for a name (None: the active one), with optional dtype/kernel/device/gemm
-    overrides."""
+            device: str | None = None, gemm: str | None = None, matmul_precision: str | None = None) -> Backend:
+    """The Backend for a name (None: the active one), with optional dtype/kernel/device/gemm/
+    matmul-precision overrides."""
     if isinstance(name, Backend) or name is None:
         current = name or backend()
-        if device is None and gemm is None:
+        if device is None and gemm is None and matmul_precision is None:
             return current.with_options(dtype, kernels)
         name, dtype, device = current.name, dtype or current.dtype_name, device or current.device_name
         kernels, gemm = current.kernels if kernels is None else kernels, gemm or current.gemm
+        matmul_precision = matmul_precision or current.matmul_precision
     if not isinstance(name, str) or name.strip().lower() not in BACKEND_NAMES + ("auto",):
         raise ValueError(f"unknown backend {name!r}; choose one of {BACKEND_NAMES + ('auto',)}")
     if device is not None and not isinstance(device, str):
         raise TypeError(f"device must be a string such as 'cpu', 'cuda', 'cuda:1' or 'mps', got {device!r}")
     dtype_name = "float32" if dtype is None else _float_dtype(np, dtype).__name__
-    return _make(name.strip().lower(), dtype_name, _ENV_KERNELS if kernels is None else bool(kernels), device, gemm)
+    return _make(name.strip().lower(), dtype_name, _ENV_KERNELS if kernels is None else bool(kernels), device, gemm,
+                 matmul_precision or "highest")
+
+
+def _check_matmul_precision(name: str, precision: str) -> None:
+    if precision not in MATMUL_PRECISIONS:
+        raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS}, got {precision!r}")
+    if precision != "highest" and name != "cupy":
+        raise ValueError(f"matmul_precision={precision!r} sets CuPy's float32 products; backend {name!r} has no "
+                         "such option (use fastnn.use('cupy', matmul_precision='tf32') on an NVIDIA GPU)")
+
+
+def apply_matmul_precision(be: Backend) -> None:
+    """Set CuPy's float32 GEMM compute type (process-wide in CuPy) to what `be` asks for."""
+    if be.name != "cupy":
+        return
+    import cupy
+    from cupy._core import _routines_linalg as linalg  # CuPy's one switch for it, beside CUPY_TF32
+
+    wanted = linalg.COMPUTE_TYPE_TF32 if be.matmul_precision == "tf32" else linalg.COMPUTE_TYPE_DEFAULT
+    with be.device:
+        linalg.set_compute_type(cupy.float32, wanted)
 
 
 def _gemm_mode(name: str, gemm: str | None) -> str:
@@ -258,15 +285,18 @@ def backend() -> Backend:
 class use:
     """Select the backend: `fastnn.use("cupy")`, `fastnn.use("torch", device="cuda")`, or
     `with fastnn.use("array_api_strict"): ...`. On numpy, `gemm="openblas"` or `"mkl"` forces
-    the BLAS of every matrix product (default "auto", or FASTNN_GEMM: the faster per shape).
+    the BLAS of every matrix product (default "auto", or FASTNN_GEMM: the faster per shape). On
+    cupy, `matmul_precision="tf32"` runs float32 products on TF32 tensor cores (off by default:
+    10 mantissa bits in the products; docs/gpu.md#tf32).
 
     The choice lives in a ContextVar, so it never leaks into other threads; as a context
     manager it restores the previous backend on exit.
     """
 
     def __init__(self, name: str = "numpy", dtype: Any = None, kernels: bool | None = None,
-                 device: str | None = None, gemm: str | None = None) -> None:
-        self.backend = resolve(name, dtype, kernels, device, gemm)
+                 device: str | None = None, gemm: str | None = None, matmul_precision: str | None = None) -> None:
+        self.backend = resolve(name, dtype, kernels, device, gemm, matmul_precision)
+        apply_matmul_precision(self.backend)
         self._token = _active.set(self.backend)
 
     def __enter__(self) -> Backend:
@@ -274,10 +304,12 @@ class use:
 
     def __exit__(self, *exc: object) -> None:
         _active.reset(self._token)
+        apply_matmul_precision(backend())
 
     def __repr__(self) -> str:
         return (f"use({self.backend.name!r}, dtype={self.backend.dtype_name!r}, kernels={self.backend.kernels}, "
-                f"device={str(self.backend.device)!r}, gemm={self.backend.gemm!r})")
+                f"device={str(self.backend.device)!r}, gemm={self.backend.gemm!r}, "
+                f"matmul_precision={self.backend.matmul_precision!r})")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -154,6 +154,12 @@ def _count(minimum: int) -> Any:
     return parse
 
 
+def _gpucheck(args: argparse.Namespace) -> int:
+    from fastnn import gpucheck
+
+    return gpucheck.main(args.out, run_tests=not args.no_tests)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fastnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -169,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
     info = sub.add_parser("info", help="backends usable here, devices and versions")
     info.set_defaults(run=_info)
+    check = sub.add_parser("gpucheck", help="the GPU path's acceptance run: tests, numpy vs cupy, host syncs, "
+                           "step timings vs PyTorch and cuBLAS (needs an NVIDIA GPU)")
+    check.add_argument("--out", required=True, metavar="DIR", help="where gpucheck.json and gpucheck.md go")
+    check.add_argument("--no-tests", action="store_true", help="skip the suite's GPU tests (a quicker rerun)")
+    check.set_defaults(run=_gpucheck)
     bench = sub.add_parser("bench", help="time training steps: fastnn vs PyTorch vs the GEMM-only bound",
                            add_help=False)
     bench.set_defaults(run=None)
