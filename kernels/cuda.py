@@ -7,9 +7,14 @@ from __future__ import annotations
 import functools
 from typing import Any, NamedTuple
 
+import numba
 from numba import cuda
 
 from fastnn.kernels.scalar import act, act_grad, adam_step, adam_step_sizes, bce_logits, like, sgd_step, sigmoid, softmax_cce_row
+
+# Small layers launch small grids on purpose; numba's low-occupancy warning would reach users
+# (and fail every test, warnings being errors) for the sizes where launch latency rules anyway.
+numba.config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
 
 THREADS = 256  # threads per block for the flat kernels
 BLOCK_2D = (32, 8)  # (columns, row lanes) for the column-reducing kernel

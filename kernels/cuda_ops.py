@@ -6,16 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba
 from numba import cuda as numba_cuda
 
 from fastnn.kernels import cuda
 from fastnn.kernels.scalar import adam_step_sizes
 from fastnn.ops import ArrayOps
-
-# Small layers launch small grids on purpose; numba's low-occupancy warning would reach users
-# (and fail every test, warnings being errors) for the sizes where launch latency rules anyway.
-numba.config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
 
 LOSS_KERNELS = {
     ("binary_crossentropy", True): cuda.sigmoid_bce_logits,

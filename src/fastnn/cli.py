@@ -89,7 +89,7 @@ def _plot(result: dict, path: str) -> None:
 def _info(args: argparse.Namespace) -> int:
     print(f"fastnn {fastnn.__version__} on Python {platform.python_version()} ({platform.machine()})")
     for package in ("numpy", "array-api-compat", "numba", "array-api-strict", "cupy-cuda12x", "cupy-cuda13x",
-                    "torch", "jax", "scikit-learn", "mpi4py", "mpich"):
+                    "numba-cuda", "torch", "jax", "scikit-learn", "mpi4py", "mpich"):
         try:
             print(f"  {package:<18}{metadata.version(package)}")
         except metadata.PackageNotFoundError:
@@ -101,6 +101,10 @@ def _info(args: argparse.Namespace) -> int:
     print(f"kernels: {kernels}")
     if problem is None:
         _print_gemm()
+        from fastnn.kernels import cuda_toolchain
+
+        cuda = cuda_toolchain.problem()
+        print(f"cuda kernels: {'on (fused engine, CUDA graphs for small batches)' if cuda is None else f'off: {cuda}'}")
     from fastnn import allreduce
 
     print(f"distributed: {allreduce.describe()}")
