@@ -40,6 +40,9 @@ class CupyDevice:
         # the stream order is the ordering guarantee: no sync on each conversion
         self.views = ViewCache(lambda a: numba_cuda.as_cuda_array(a, sync=False))
         self._streams: dict[int, Any] = {}
+        # Numba launches in its own current context (device 0) unless told: CuPy's device, then
+        index = backend.device.id
+        self._context = numba_cuda.gpus[index] if index else contextlib.nullcontext()
 
     def _stream(self) -> Any:
         ptr = self.cupy.cuda.get_current_stream().ptr
@@ -57,7 +60,8 @@ class CupyDevice:
 
     def launch(self, kernel: Any, grid: Any, block: Any, *args: Any) -> None:
         ndarray = self.cupy.ndarray
-        kernel[grid, block, self._stream()](*(self.views(a) if isinstance(a, ndarray) else a for a in args))
+        with self._context:
+            kernel[grid, block, self._stream()](*(self.views(a) if isinstance(a, ndarray) else a for a in args))
 
     def fill(self, a: Any, value: float) -> None:
         a.fill(value)
