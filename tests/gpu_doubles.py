@@ -28,6 +28,7 @@ class HostReadError(AssertionError):
 
 
 _allowed = [False]
+_counted: list[list[str]] = []  # when not empty: reads are recorded there instead of raising
 
 
 def make_host_reads_fail(monkeypatch: Any) -> None:
@@ -37,11 +38,23 @@ def make_host_reads_fail(monkeypatch: Any) -> None:
         original = getattr(Array, name)
 
         def guarded(self, *args, _original=original, _name=name, **kwargs):
-            if not _allowed[0]:
+            if _counted:
+                _counted[0].append(_name)
+            elif not _allowed[0]:
                 raise HostReadError(f"host read of a device array ({_name}) inside a GPU step")
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(Array, name, guarded)
+
+
+@contextlib.contextmanager
+def host_reads_counted() -> Iterator[list[str]]:
+    """Inside the block (after make_host_reads_fail), host reads are listed instead of raising."""
+    _counted.append([])
+    try:
+        yield _counted[0]
+    finally:
+        _counted.clear()
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from fastnn.engines import LayerEngine
 from fastnn.kernels.cuda_engine import CudaEngine, CudaGraphEngine
 from fastnn.kernels.cuda_device import ViewCache
 from fastnn.layers import Dense
-from gpu_doubles import CheckingDevice, HostReadError, make_host_reads_fail
+from gpu_doubles import CheckingDevice, HostReadError, host_reads_counted, make_host_reads_fail
 
 NETWORKS = {  # (widths and activations, loss, optimizer, metrics)
     "moons": ([(25, "relu"), (50, "relu"), (25, "tanh"), (1, "sigmoid")], "binary_crossentropy",
@@ -197,3 +197,24 @@ def test_cuda_graph_rebuilt_when_the_model_gets_new_arrays():
     model.set_weights(weights)
     trained_on(model, engine, x, y, 2, 8)
     assert device.captures == 2 * captured
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_no_sync_pure_path_step_and_one_read_per_epoch(name, monkeypatch):
+    """The layer-by-layer engine (the pure CuPy path, for what the fused one does not cover)
+    reads nothing in a step and the host once per epoch, with clipping and a penalty too."""
+    layers, loss, _, metrics = NETWORKS[name]
+    with fastnn.use("array_api_strict"):
+        model = fastnn.Sequential([Dense(units, act, kernel_regularizer="l2") for units, act in layers], seed=0)
+        model.compile(fastnn.optimizers.Adam(0.01, clipnorm=1.0), loss, metrics)
+        model.build(3)
+    x, y = make_data(name)
+    xd, yd = model.prepare(x, y)
+    model.optimizer.build(model.params)
+    engine = LayerEngine(model.backend)
+    make_host_reads_fail(monkeypatch)
+    engine.step(model.spec, model.train_state(), xd, yd)  # raises on any host read
+    with host_reads_counted() as reads:
+        engine.run_epoch(model.spec, model.train_state(), xd, yd, 8, np.random.default_rng(0).permutation(37))
+    monkeypatch.undo()
+    assert reads == ["__dlpack__"]  # the epoch's loss and metrics, together

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from array_api_compat import array_namespace
+
 from fastnn.spec import NetworkSpec
 
 OnBatch = Callable[[int, Any], None]  # (batch index, batch loss as a 0-d array)
@@ -131,10 +133,22 @@ def over_batches(fn: Callable[..., tuple[Any, dict]], arrays: tuple, batch_size:
         batch_losses.append(value)
         if on_batch is not None:
             on_batch(len(batch_losses) - 1, value)
-    logs = {key: float(v) for key, v in totals.items()}
+    logs = host_values(totals)
     if not math.isfinite(logs["loss"]):
         logs["nonfinite_batch"] = next(i for i, v in enumerate(batch_losses) if not math.isfinite(float(v)))
     return logs
+
+
+def host_values(values: dict[str, Any]) -> dict[str, float]:
+    """Device scalars as floats, brought to the host in one copy (one sync, not one per value)."""
+    from fastnn.backend import to_numpy
+
+    arrays = list(values.values())
+    if not all(hasattr(v, "shape") for v in arrays):
+        return {key: float(v) for key, v in values.items()}
+    xp = array_namespace(*arrays)
+    host = to_numpy(xp.stack([xp.astype(v, arrays[0].dtype) for v in arrays]))
+    return {key: float(v) for key, v in zip(values, host)}
 
 
 def accumulate(totals: dict[str, Any], loss: Any, values: dict[str, Any], weight: float) -> None:
