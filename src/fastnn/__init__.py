@@ -24,14 +24,17 @@ from fastnn.callbacks import (Callback, EarlyStopping, History, LambdaCallback, 
                               ProgressBar, ReduceLROnPlateau)
 from fastnn.model import Sequential
 from fastnn import jax_step  # noqa: F401  registers the jitted step engine of the "jax" backend
-from fastnn.saving import load
+from fastnn.activations import UnsupportedLayerError
+from fastnn.saving import SaveError, load
+from fastnn.torch_interop import from_torch
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Backend", "BackendMismatchError", "BackendUnavailableError", "Callback", "EarlyStopping", "History",
-    "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "Sequential",
+    "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "SaveError", "Sequential", "UnsupportedLayerError",
     "activations", "asarray", "available_backends", "backend", "callbacks", "datasets", "distributed", "engines",
+    "from_torch",
     "initializers",
     "layers", "load", "losses", "metrics", "optimizers", "schedules", "spec", "to_numpy", "use",
 ]

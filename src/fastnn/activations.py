@@ -17,6 +17,10 @@ from fastnn._registry import lookup
 from fastnn.spec import Act
 
 
+class UnsupportedLayerError(TypeError):
+    """A layer or activation that an exporter (ONNX, PyTorch, safetensors) cannot translate."""
+
+
 class Activation:
     """Base class. `needs_z` says whether `backward` needs the pre-activation (else `y` suffices)."""
 
@@ -24,6 +28,7 @@ class Activation:
     code: Act | None = None  # what compiled code calls it (None: only the pure path computes it)
     needs_z = False
     alpha = 0.0  # the slope below zero; LeakyReLU's own
+    identity = False  # Linear's: no node in ONNX, no module in PyTorch
 
     def forward(self, z: Any) -> Any:
         raise NotImplementedError
@@ -40,16 +45,32 @@ class Activation:
     def get_config(self) -> dict:
         return {"name": self.name}
 
+    def onnx_nodes(self, graph: Any, z: str) -> str:
+        """Add this activation's ONNX nodes on tensor `z` to `graph` (fastnn.onnx_export.OnnxGraph);
+        returns the output tensor's name."""
+        raise UnsupportedLayerError(f"the activation {self!r} has no ONNX export; give its class an onnx_nodes method")
+
+    def torch_module(self) -> Any:
+        """The torch.nn module computing this activation (None for linear)."""
+        raise UnsupportedLayerError(f"the activation {self!r} has no PyTorch equivalent in fastnn.to_torch")
+
 
 class Linear(Activation):
     name = "linear"
     code = Act.LINEAR
+    identity = True
 
     def forward(self, z):
         return z
 
     def backward(self, dy, z, y):
         return dy
+
+    def onnx_nodes(self, graph, z):
+        return z
+
+    def torch_module(self):
+        return None
 
 
 def between(z: Any, low: float, high: float) -> Any:
@@ -76,6 +97,14 @@ class Sigmoid(Activation):
     def backward(self, dy, z, y):
         return dy * y * (1 - y)
 
+    def onnx_nodes(self, graph, z):
+        return graph.node("Sigmoid", [z])
+
+    def torch_module(self):
+        import torch
+
+        return torch.nn.Sigmoid()
+
 
 class Tanh(Activation):
     name = "tanh"
@@ -87,6 +116,14 @@ class Tanh(Activation):
     def backward(self, dy, z, y):
         return dy * (1 - y * y)
 
+    def onnx_nodes(self, graph, z):
+        return graph.node("Tanh", [z])
+
+    def torch_module(self):
+        import torch
+
+        return torch.nn.Tanh()
+
 
 class ReLU(Activation):
     name = "relu"
@@ -97,6 +134,14 @@ class ReLU(Activation):
 
     def backward(self, dy, z, y):
         return array_namespace(dy).where(y > 0, dy, 0.0)
+
+    def onnx_nodes(self, graph, z):
+        return graph.node("Relu", [z])
+
+    def torch_module(self):
+        import torch
+
+        return torch.nn.ReLU()
 
 
 class LeakyReLU(Activation):
@@ -122,6 +167,15 @@ class LeakyReLU(Activation):
     def get_config(self) -> dict:
         return {"name": self.name, "alpha": self.alpha}
 
+    def onnx_nodes(self, graph, z):
+        # max(z, alpha z) for alpha < 1: ONNX Runtime's LeakyRelu has no float64 kernel
+        return graph.node("Max", [z, graph.node("Mul", [z, graph.constant(self.alpha, "alpha")])])
+
+    def torch_module(self):
+        import torch
+
+        return torch.nn.LeakyReLU(self.alpha)
+
 
 class Softmax(Activation):
     """Softmax over the last axis, shifted by the row maximum so exp never overflows."""
@@ -137,6 +191,14 @@ class Softmax(Activation):
         xp = array_namespace(dy)
         return y * (dy - xp.sum(dy * y, axis=-1, keepdims=True))
 
+    def onnx_nodes(self, graph, z):
+        return graph.node("Softmax", [z], axis=-1)
+
+    def torch_module(self):
+        import torch
+
+        return torch.nn.Softmax(dim=-1)
+
 
 class Swish(Activation):
     """z * sigmoid(z), also known as SiLU."""
@@ -151,6 +213,14 @@ class Swish(Activation):
     def backward(self, dy, z, y):
         s = stable_sigmoid(z)
         return dy * s * (1 + z * (1 - s))
+
+    def onnx_nodes(self, graph, z):
+        return graph.node("Mul", [z, graph.node("Sigmoid", [z])])
+
+    def torch_module(self):
+        import torch
+
+        return torch.nn.SiLU()
 
 
 _GELU_C = math.sqrt(2 / math.pi)
@@ -179,6 +249,19 @@ class GELU(Activation):
     def backward(self, dy, z, y):
         zc, t = self._tanh(z)
         return dy * (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * _GELU_C * (1 + 3 * 0.044715 * zc * zc))
+
+    def onnx_nodes(self, graph, z):
+        # the same formula as forward, clip included (ONNX's Gelu needs opset 20)
+        c, node = graph.constant, graph.node
+        zc = node("Clip", [z, c(-10.0, "minus_ten"), c(10.0, "ten")])
+        cubic = node("Mul", [node("Mul", [node("Mul", [zc, zc]), zc]), c(0.044715, "gelu_k")])
+        t = node("Tanh", [node("Mul", [node("Add", [zc, cubic]), c(_GELU_C, "gelu_c")])])
+        return node("Mul", [node("Mul", [z, c(0.5, "half")]), node("Add", [t, c(1.0, "one")])])
+
+    def torch_module(self):
+        import torch
+
+        return torch.nn.GELU(approximate="tanh")
 
 
 ACTIVATIONS: dict[str, type[Activation]] = {

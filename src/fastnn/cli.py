@@ -164,6 +164,14 @@ def _gpucheck(args: argparse.Namespace) -> int:
     return gpucheck.main(args.out, run_tests=not args.no_tests)
 
 
+def _export(args: argparse.Namespace) -> int:
+    model = fastnn.load(args.source)
+    target = Path(args.target)
+    written = model.export_onnx(target) if target.suffix == ".onnx" else model.save(target)
+    print(f"{args.source} -> {written}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fastnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -184,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--out", required=True, metavar="DIR", help="where gpucheck.json and gpucheck.md go")
     check.add_argument("--no-tests", action="store_true", help="skip the suite's GPU tests (a quicker rerun)")
     check.set_defaults(run=_gpucheck)
+    export = sub.add_parser("export", help="convert a saved model: to ONNX (.onnx), .safetensors or .npz")
+    export.add_argument("source", help="a model file from model.save (.npz or .safetensors)")
+    export.add_argument("target", help="model.onnx (ONNX: docs/deploy.md), .safetensors or .npz")
+    export.set_defaults(run=_export)
     bench = sub.add_parser("bench", help="time training steps: fastnn vs PyTorch vs the GEMM-only bound",
                            add_help=False)
     bench.set_defaults(run=None)

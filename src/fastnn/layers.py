@@ -11,7 +11,8 @@ from typing import Any, Callable
 import numpy as np
 
 from fastnn import activations, initializers, regularizers
-from fastnn.backend import Backend
+from fastnn.activations import UnsupportedLayerError
+from fastnn.backend import Backend, to_numpy
 from fastnn.checks import check_number
 
 Backprop = Callable[[Any], Any]
@@ -53,6 +54,30 @@ class Layer:
 
     def get_config(self) -> dict:
         raise NotImplementedError
+
+    # -- exchange: each layer translates itself (fastnn.onnx_export, fastnn.torch_interop) --
+
+    def onnx_nodes(self, graph: Any, x: str) -> str:
+        """Add this layer's ONNX nodes on tensor `x` to `graph` (a fastnn.onnx_export.OnnxGraph);
+        returns the name of the layer's output tensor."""
+        raise UnsupportedLayerError(f"{self!r} has no ONNX export; give {type(self).__name__} an onnx_nodes method")
+
+    torch_module_count = 1  # how many torch.nn modules torch_modules() returns
+
+    def torch_modules(self) -> list[Any]:
+        """Fresh torch.nn modules computing this layer (weights are set from torch_state)."""
+        raise UnsupportedLayerError(f"{self!r} has no PyTorch equivalent; to_torch and .safetensors support "
+                                    "Dense, Activation and Dropout")
+
+    def torch_state(self) -> dict[str, np.ndarray]:
+        """This layer's weights in PyTorch's layout, named relative to its first module ("0.weight")."""
+        if self.params:
+            self.torch_modules()  # raises the layer's own error
+        return {}
+
+    def params_from_torch(self, state: dict[str, Any]) -> list[Any]:
+        """This layer's parameters (fastnn's order and layout) from `torch_state`-named host arrays."""
+        return []
 
 
 class Dense(Layer):
@@ -148,6 +173,31 @@ class Dense(Layer):
                 config[key] = getattr(self, key).get_config()
         return config
 
+    def onnx_nodes(self, graph, x):
+        z = graph.node("MatMul", [x, graph.weight(self.W, "kernel")])
+        if self.use_bias:
+            z = graph.node("Add", [z, graph.weight(self.b, "bias")])
+        return self.activation.onnx_nodes(graph, z)
+
+    @property
+    def torch_module_count(self) -> int:
+        return 1 if self.activation.identity else 2
+
+    def torch_modules(self):
+        import torch
+
+        act = self.activation.torch_module()
+        return [torch.nn.Linear(self.input_dim, self.units, bias=self.use_bias), *([act] if act else [])]
+
+    def torch_state(self):
+        state = {"0.weight": np.ascontiguousarray(to_numpy(self.W).T)}  # torch keeps (out, in)
+        if self.use_bias:
+            state["0.bias"] = np.array(to_numpy(self.b))
+        return state
+
+    def params_from_torch(self, state):
+        return [np.asarray(state["0.weight"]).T, *([np.asarray(state["0.bias"])] if self.use_bias else [])]
+
     def __repr__(self) -> str:
         return f"Dense({self.units}, activation={self.activation.name!r})"
 
@@ -168,6 +218,15 @@ class Activation(Layer):
 
     def get_config(self) -> dict:
         return {"class": "Activation", "activation": self.activation.get_config()}
+
+    def onnx_nodes(self, graph, x):
+        y = self.activation.onnx_nodes(graph, x)
+        return graph.node("Identity", [x]) if y == x else y  # linear: its own tensor all the same
+
+    def torch_modules(self):
+        import torch
+
+        return [self.activation.torch_module() or torch.nn.Identity()]
 
     def __repr__(self) -> str:
         return f"Activation({self.activation.name!r})"
@@ -200,6 +259,14 @@ class Dropout(Layer):
 
     def get_config(self) -> dict:
         return {"class": "Dropout", "rate": self.rate, "seed": self.seed}
+
+    def onnx_nodes(self, graph, x):
+        return graph.node("Identity", [x])  # inference only: dropout is the identity there
+
+    def torch_modules(self):
+        import torch
+
+        return [torch.nn.Dropout(self.rate)]
 
     def __repr__(self) -> str:
         return f"Dropout({self.rate})"

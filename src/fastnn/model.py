@@ -308,10 +308,31 @@ class Sequential:
         return x
 
     def save(self, path: Any) -> Any:
-        """Write architecture, weights and optimizer state to one .npz file (see fastnn.load)."""
+        """Write architecture, weights and optimizer state to one .npz file, or .safetensors by
+        the suffix (see fastnn.load)."""
         from fastnn.saving import save
 
         return save(self, path)
+
+    def load_weights(self, path: Any) -> None:
+        """Set the weights from a .safetensors file in PyTorch's naming: one from model.save, or
+        safetensors.torch.save_file(module.state_dict()) of the module fastnn.from_torch reads."""
+        from fastnn.saving import load_weights
+
+        load_weights(self, path)
+
+    def export_onnx(self, path: Any) -> Any:
+        """Write the inference graph as an ONNX file: input "input" (batch, features), output
+        "output", dynamic batch axis, opset fastnn.onnx_export.OPSET (docs/deploy.md)."""
+        from fastnn.onnx_export import export_onnx
+
+        return export_onnx(self, path)
+
+    def to_torch(self) -> Any:
+        """A torch.nn.Sequential with the same layers and a copy of the weights (docs/deploy.md)."""
+        from fastnn.torch_interop import to_torch
+
+        return to_torch(self)
 
     def __reduce__(self) -> tuple:
         """Pickle as the arrays a saved file holds, unpickled onto the same backend and device."""

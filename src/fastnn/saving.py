@@ -1,5 +1,5 @@
-"""`model.save(path)` / `fastnn.load(path)`: one .npz file (no pickle) holding the architecture
-and compile settings as JSON, the weights and the optimizer state. Written atomically, loads
+"""`model.save(path)` / `fastnn.load(path)`: one .npz or .safetensors file (no pickle) holding the
+architecture and compile settings as JSON, the weights and the optimizer state. Written atomically, loads
 onto any backend: a model trained on a GPU loads on a CPU-only machine. Pickling a model
 (scikit-learn's clone and joblib do) goes through the same arrays."""
 
@@ -22,23 +22,43 @@ from fastnn.checks import check_writable
 FORMAT, VERSION = "fastnn-model", 1
 
 
+class SaveError(OSError):
+    """A model file that could not be written: names the user's path and why."""
+
+
 def save(model: Any, path: str | os.PathLike) -> Path:
-    """Write `model` to `path` (a temporary file in the same folder, then an atomic rename);
-    under fastnn.distributed only rank 0 writes (the others hold the same model)."""
+    """Write `model` to `path`: `.safetensors` (fastnn.safetensors_io) or else `.npz`, all at once
+    (see write_atomically); under fastnn.distributed only rank 0 writes (the others hold the
+    same model)."""
     path = Path(path)
     if not distributed.is_root():
         return path
-    arrays = state_arrays(model)
     check_writable(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    arrays = state_arrays(model)
+    if path.suffix == ".safetensors":
+        from fastnn import safetensors_io
+
+        data = safetensors_io.dumps(model, arrays)
+        return write_atomically(path, lambda f: f.write(data))
+    return write_atomically(path, lambda f: np.savez(f, **arrays))
+
+
+def write_atomically(path: Path, write: Any) -> Path:
+    """Call `write(file)` on a temporary file beside `path`, then rename it to `path`: the file
+    appears whole or not at all. Any OSError becomes one SaveError naming `path`."""
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
         os.chmod(tmp, 0o666 & ~_umask())  # as open() would make it: mkstemp's 0600 hid it from others
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    except BaseException as err:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise SaveError(f"cannot save to {path}: {err.strerror or err}; choose a folder you can write to") from err
         raise
     return path
 
@@ -71,21 +91,59 @@ def _umask() -> int:
 
 
 def load(path: str | os.PathLike, backend: str | None = None, device: str | None = None) -> Any:
-    """A model saved by `save`, on `backend` and `device` (default: the active backend),
-    compiled as it was saved and with its optimizer state, ready to predict or to continue
-    training."""
+    """A model saved by `save` (.npz or .safetensors), on `backend` and `device` (default: the
+    active backend), compiled as it was saved and with its optimizer state, ready to predict or
+    to continue training."""
     path = Path(path)
+    if path.suffix == ".safetensors":
+        return _load_safetensors(path, backend, device)
     arrays, config = _read(path)
     return _rebuild(arrays, config, backend, device, str(path))
 
 
+def _load_safetensors(path: Path, backend: str | None, device: str | None) -> Any:
+    from fastnn import safetensors_io
+    from fastnn.torch_interop import weights_from_torch_state
+
+    weights, arrays, text = safetensors_io.read(path)
+    if text is None:
+        raise ValueError(f"{path} holds weights but no fastnn architecture (its metadata has no 'fastnn' entry: "
+                         "written by safetensors.torch.save_file?); build the same network, e.g. with "
+                         "fastnn.from_torch(module), and call model.load_weights(path)")
+    config = _check_config(json.loads(text), path)
+
+    def weights_of(model: Any) -> list[np.ndarray]:
+        return weights_from_torch_state(model, weights, str(path))
+
+    return _rebuild(arrays, config, backend, device, str(path), weights_of)
+
+
+def load_weights(model: Any, path: str | os.PathLike) -> None:
+    """Set `model`'s weights from a .safetensors file named as PyTorch's state_dict names them
+    (one written by fastnn, or by safetensors.torch.save_file(torch_module.state_dict()))."""
+    from fastnn import safetensors_io
+    from fastnn.torch_interop import weights_from_torch_state
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"load_weights reads .safetensors files, got {path}; load a .npz model with fastnn.load")
+    if not model.built:
+        raise RuntimeError("load_weights needs a built model: give the first layer input_dim or call model.build")
+    weights, _, _ = safetensors_io.read(path)
+    model.set_weights(weights_from_torch_state(model, weights, str(path)))
+
+
 def _rebuild(arrays: dict[str, np.ndarray], config: dict, backend: str | None, device: str | None,
-             source: str) -> Any:
+             source: str, weights_of: Any = None) -> Any:
+    """The model of `config` with its arrays; `weights_of(model)` gives the weights when the
+    arrays do not hold them as weight_<i>."""
     from fastnn.backend import use
     from fastnn.model import Sequential
 
     with use(backend, device=device) if backend else contextlib.nullcontext():
         model = Sequential.from_config(config["model"])
+    if weights_of is not None and model.built:
+        arrays.update({f"weight_{i}": w for i, w in enumerate(weights_of(model))})
     missing = [f"weight_{i}" for i in range(len(model.params)) if f"weight_{i}" not in arrays]
     if missing:
         raise ValueError(f"{source} is an incomplete fastnn model file: it lacks {', '.join(missing)}")
@@ -121,11 +179,16 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict]:
                          f"model.save?): {type(err).__name__}: {err}") from err
     if config is None:
         raise ValueError(f"{path} holds a single NumPy array (.npy), not a fastnn model (.npz from model.save)")
+    return arrays, _check_config(config, path)
+
+
+def _check_config(config: Any, path: Path) -> dict:
+    """The file's config, once it is one that this fastnn reads."""
     fmt = config.get("format") if isinstance(config, dict) else None
     if fmt != FORMAT:
-        raise ValueError(f"{path} is an .npz file but not a fastnn model (format {fmt!r})")
+        raise ValueError(f"{path} is not a fastnn model file (format {fmt!r})")
     if config.get("version", 0) > VERSION:
         raise ValueError(f"{path} was written by a newer fastnn (file version {config['version']}); upgrade fastnn")
     if "model" not in config:
         raise ValueError(f"{path} is an incomplete fastnn model file: its config lacks the architecture ('model')")
-    return arrays, config
+    return config

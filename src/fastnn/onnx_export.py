@@ -1,0 +1,101 @@
+"""`model.export_onnx(path)`: the model's inference graph as one ONNX file (opset OPSET), input
+"input" of shape (batch, features) with a dynamic batch axis, output "output". Each layer adds
+its own nodes (`Layer.onnx_nodes(graph, x)`), each activation its own (`Activation.onnx_nodes`);
+this module only holds the graph being built and writes the file. Needs `fastnn[onnx]`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastnn.backend import to_numpy
+
+OPSET = 17  # Softmax on any axis (13), Clip with tensor bounds (11); ONNX Runtime >= 1.12 runs it
+INPUT, OUTPUT, BATCH = "input", "output", "batch"
+
+
+class OnnxGraph:
+    """The nodes and initializers of a graph being built, all in one float dtype."""
+
+    def __init__(self, dtype: Any) -> None:
+        from onnx import helper
+
+        self.helper = helper
+        self.dtype = np.dtype(dtype)
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self._used: dict[str, int] = {}
+
+    def name(self, hint: str) -> str:
+        """A tensor name not used before in this graph: hint, hint_1, hint_2..."""
+        count = self._used.get(hint, 0)
+        self._used[hint] = count + 1
+        return hint if count == 0 else f"{hint}_{count}"
+
+    def weight(self, array: Any, hint: str) -> str:
+        """An initializer holding `array` (any backend's) in the graph's dtype; returns its name."""
+        from onnx import numpy_helper
+
+        name = self.name(hint)
+        self.initializers.append(numpy_helper.from_array(np.asarray(to_numpy(array), self.dtype), name))
+        return name
+
+    def constant(self, value: float, hint: str) -> str:
+        """A scalar initializer in the graph's dtype."""
+        return self.weight(np.asarray(value), hint)
+
+    def node(self, op: str, inputs: list[str], **attributes: Any) -> str:
+        """Append an `op` node on `inputs`; returns the name of its one output."""
+        output = self.name(op.lower())
+        self.nodes.append(self.helper.make_node(op, inputs, [output], name=output, **attributes))
+        return output
+
+    def model(self, input_dim: int, output_tensor: str, output_dim: int, doc: str) -> Any:
+        """The ModelProto whose graph maps INPUT (batch, input_dim) to OUTPUT (batch, output_dim)."""
+        from onnx import TensorProto, helper
+
+        if output_tensor == INPUT:  # a graph output may not be its input
+            output_tensor = self.node("Identity", [INPUT])
+        for node in self.nodes:
+            node.output[:] = [OUTPUT if out == output_tensor else out for out in node.output]
+        elem = helper.np_dtype_to_tensor_dtype(self.dtype)
+        graph = helper.make_graph(self.nodes, "fastnn", [helper.make_tensor_value_info(INPUT, elem, [BATCH, input_dim])],
+                                  [helper.make_tensor_value_info(OUTPUT, elem, [BATCH, output_dim])],
+                                  initializer=self.initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fastnn",
+                                  doc_string=doc)
+        model.ir_version = min(model.ir_version, 8)  # IR 8 goes with opset 17: older runtimes load it
+        return model
+
+
+def to_onnx(model: Any) -> Any:
+    """The model's inference graph as a checked onnx.ModelProto (nothing written)."""
+    try:
+        import onnx
+    except ImportError as err:
+        raise ImportError("ONNX export needs the onnx package: pip install 'fastnn[onnx]'") from err
+    if not model.built:
+        raise RuntimeError("cannot export a model that is not built: it has no weights yet; give the first "
+                           "layer input_dim, or call model.build(n_features) or fit first")
+    graph = OnnxGraph(model.backend.dtype_name)
+    x = INPUT
+    for layer in model.layers:
+        x = layer.onnx_nodes(graph, x)
+    proto = graph.model(model.input_dim, x, model.output_dim, doc=repr(model))
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export_onnx(model: Any, path: str | os.PathLike) -> Path:
+    """Write `model` as an ONNX file at `path`; the file appears whole or not at all."""
+    from fastnn.checks import check_writable
+    from fastnn.saving import write_atomically
+
+    path = Path(path)
+    check_writable(path)
+    data = to_onnx(model).SerializeToString()
+    return write_atomically(path, lambda f: f.write(data))
