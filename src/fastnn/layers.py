@@ -196,7 +196,8 @@ class Dense(Layer):
         return state
 
     def params_from_torch(self, state):
-        return [np.asarray(state["0.weight"]).T, *([np.asarray(state["0.bias"])] if self.use_bias else [])]
+        kernel = np.ascontiguousarray(np.asarray(state["0.weight"]).T)  # row-major as built: the same GEMM, the same bits
+        return [kernel, *([np.asarray(state["0.bias"])] if self.use_bias else [])]
 
     def __repr__(self) -> str:
         return f"Dense({self.units}, activation={self.activation.name!r})"
