@@ -57,8 +57,9 @@ def trained(layers, dtype, n_features=3, seed=0):
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
 @pytest.mark.parametrize("name", BACKENDS)
 def test_every_layer_and_activation_runs_in_onnx_runtime_as_predict(name, activation, dtype, tmp_path):
+    inner = "tanh" if activation == "exponential" else activation  # exp of exp of exp overflows float32
     with fastnn.use(name, dtype=dtype):
-        model = trained([Dense(6, activation, input_dim=3), Dropout(0.25), Dense(5, activation, use_bias=False),
+        model = trained([Dense(6, activation, input_dim=3), Dropout(0.25), Dense(5, inner, use_bias=False),
                          Activation(activation), Dense(2)], dtype)
         path = model.export_onnx(tmp_path / "m.onnx")
         assert_runtime_matches_predict(model, path, 3, dtype)

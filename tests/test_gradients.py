@@ -67,10 +67,13 @@ def loss_cases(rng):
         ("binary_crossentropy", True, rng.standard_normal((n, k)) * 3, rng.uniform(0, 1, (n, k))),
         ("categorical_crossentropy", False, soft, onehot),
         ("categorical_crossentropy", True, rng.standard_normal((n, k)) * 3, onehot),
+        ("poisson", False, rng.uniform(0.2, 3.0, (n, k)), rng.poisson(1.5, (n, k)).astype(float)),
+        ("poisson", True, rng.standard_normal((n, k)), rng.poisson(1.5, (n, k)).astype(float)),
     ]
 
 
-@pytest.mark.parametrize("case", range(5), ids=["mse", "bce", "bce_logits", "cce", "cce_logits"])
+@pytest.mark.parametrize("case", range(7), ids=["mse", "bce", "bce_logits", "cce", "cce_logits", "poisson",
+                                                "poisson_logits"])
 def test_loss_gradient_matches_numeric(be64, case, rng):
     name, from_logits, y_pred, y_true = loss_cases(rng)[case]
     loss = losses.get({"name": name, "from_logits": from_logits})

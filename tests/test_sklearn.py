@@ -14,6 +14,8 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.neural_network import MLPRegressor as SklearnMLPRegressor
+from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import check_estimator, parametrize_with_checks
 
 from conftest import backend_params
@@ -83,16 +85,19 @@ def test_partial_fit_learns_with_string_labels_and_needs_classes_first():
     x, y = make_classification(300, 5, n_informative=4, n_redundant=0, n_classes=3, random_state=0)
     labels = np.array(["ant", "bee", "cat"])[y]
     clf = MLPClassifier((16,), random_state=0, learning_rate_init=0.01)
-    with pytest.raises(ValueError, match="the first call to partial_fit needs classes="):
+    with pytest.raises(ValueError, match="classes must be passed on the first call to partial_fit"):
         clf.partial_fit(x, labels)
     clf.partial_fit(x[:50], labels[:50], classes=["ant", "bee", "cat"])
     first = clf.score(x, labels)
     for _ in range(30):
         clf.partial_fit(x, labels)
-    assert clf.n_iter_ == 31 and list(clf.classes_) == ["ant", "bee", "cat"]
+    assert clf.n_iter_ == 1 and list(clf.classes_) == ["ant", "bee", "cat"]  # scikit-learn's: one per call
+    assert clf.t_ == 50 + 30 * 300
     assert clf.score(x, labels) > max(first, 0.8)
-    with pytest.raises(ValueError, match=r"y has labels \['dog'\] that are not in classes_"):
+    with pytest.raises(ValueError, match=r"`y` has classes not in `self.classes_`"):
         clf.partial_fit(x[:2], ["ant", "dog"])
+    with pytest.raises(ValueError, match=r"is not the same as on last call to partial_fit"):
+        clf.partial_fit(x[:2], ["ant", "bee"], classes=["ant", "bee"])
 
 
 def test_early_stopping_holds_out_a_fraction_and_keeps_the_best_weights():
@@ -105,8 +110,10 @@ def test_early_stopping_holds_out_a_fraction_and_keeps_the_best_weights():
 
 def test_no_convergence_warns_as_sklearn():
     x, y = make_classification(100, 4, random_state=0)
-    with pytest.warns(ConvergenceWarning, match=r"maximum iterations \(2\) reached"):
+    with pytest.warns(ConvergenceWarning, match=r"Stochastic Optimizer: Maximum iterations \(2\) reached"):
         MLPClassifier((4,), max_iter=2, random_state=0).fit(x, y)
+    with pytest.warns(ConvergenceWarning, match=r"lbfgs failed to converge after 2 iteration\(s\)"):
+        MLPClassifier((4,), solver="lbfgs", max_iter=2, random_state=0).fit(x, y)
 
 
 def test_multilabel_and_multi_output():
@@ -118,24 +125,50 @@ def test_multilabel_and_multi_output():
     assert reg.predict(x).shape == (200, 2)
 
 
-@pytest.mark.parametrize("params,message", [
-    ({"solver": "lbfgs"}, r"solver must be one of .*\(fastnn has no 'lbfgs'\)"),
-    ({"activation": "gelu"}, "activation must be one of"),
-    ({"hidden_layer_sizes": (4, 0)}, "hidden_layer_sizes must be positive integers"),
-    ({"batch_size": 0}, "batch_size must be 'auto' or a positive integer"),
-    ({"max_iter": 0}, "max_iter must be a positive integer"),
-    ({"alpha": -1.0}, "alpha must be a number >= 0"),
-    ({"early_stopping": True, "validation_fraction": 1.0}, r"validation_fraction must be in \(0, 1\)"),
-    ({"backend": "tensorflow"}, "unknown backend 'tensorflow'"),
-])
-def test_bad_parameters_are_clear_errors_at_fit(params, message):
-    with pytest.raises(ValueError, match=message):
-        MLPClassifier(**params).fit([[0.0], [1.0]], [0, 1])
+@pytest.mark.parametrize("params", [{"solver": "newton"}, {"activation": "gelu"}, {"batch_size": 0},
+                                    {"max_iter": 0}, {"alpha": -1.0}, {"validation_fraction": 1.0},
+                                    {"learning_rate": "cyclic"}, {"momentum": 1.5}, {"n_iter_no_change": 0}])
+@pytest.mark.parametrize("make", [MLPClassifier, MLPRegressor, SklearnMLPClassifier, SklearnMLPRegressor],
+                         ids=["fastnn-classifier", "fastnn-regressor", "sklearn-classifier", "sklearn-regressor"])
+def test_bad_parameters_raise_sklearns_own_error(make, params):
+    """The same error type and message as scikit-learn's MLPs (its parameter validation)."""
+    name = next(iter(params))
+    pattern = rf"The '{name}' parameter of {make.__name__} must be"
+    with pytest.raises(InvalidParameterError, match=pattern):
+        make(**params).fit([[0.0], [1.0], [2.0], [3.0]], [0, 1, 0, 1])
 
 
-def test_bad_sample_weights_are_refused():
+def test_an_unknown_backend_and_zero_hidden_units_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown backend 'tensorflow'"):
+        MLPClassifier(backend="tensorflow").fit([[0.0], [1.0]], [0, 1])
+    with pytest.raises(ValueError, match=r"hidden_layer_sizes must be > 0, got \[4, 0\]"):
+        MLPClassifier(hidden_layer_sizes=(4, 0)).fit([[0.0], [1.0]], [0, 1])
+
+
+@pytest.mark.parametrize("make", [MLPClassifier, SklearnMLPClassifier], ids=["fastnn", "sklearn"])
+def test_bad_data_and_sample_weights_raise_as_sklearn(make):
     x, y = make_classification(20, 4, random_state=0)
-    with pytest.raises(ValueError, match="sample_weight has 3 values but X has 20 samples"):
-        MLPClassifier().fit(x, y, sample_weight=[1, 2, 3])
-    with pytest.raises(ValueError, match="sample_weight must be finite, >= 0 and not all zero"):
+    with pytest.raises(ValueError, match=r"sample_weight.shape == \(3,\), expected \(20,\)!"):
+        make().fit(x, y, sample_weight=[1, 2, 3])
+    for bad in (np.nan, np.inf):
+        x_bad = x.copy()
+        x_bad[3, 1] = bad
+        with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
+            make().fit(x_bad, y)
+
+
+def test_negative_sample_weights_are_refused():
+    # scikit-learn 1.9.1's MLPs train on them (a negative repetition has no meaning); fastnn refuses
+    # them with scikit-learn's own checker and message
+    x, y = make_classification(20, 4, random_state=0)
+    with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
         MLPClassifier().fit(x, y, sample_weight=-np.ones(20))
+
+
+def test_partial_fit_is_only_for_stochastic_solvers_and_not_with_early_stopping():
+    assert not hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")
+    assert hasattr(MLPRegressor(solver="sgd"), "partial_fit")
+    x, y = make_regression(40, 3, random_state=0)
+    model = MLPRegressor(early_stopping=True, max_iter=5, random_state=0).fit(x, y)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        model.partial_fit(x, y)

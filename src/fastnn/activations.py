@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 from array_api_compat import array_namespace
 
 from fastnn._registry import lookup
@@ -264,8 +265,32 @@ class GELU(Activation):
         return torch.nn.GELU(approximate="tanh")
 
 
+class Exponential(Activation):
+    """exp(z), Keras's "exponential": the output of a Poisson regression (the rate). z is
+    clipped 8 below log(largest float) first, so the output and its gradient stay finite."""
+
+    name = "exponential"
+    needs_z = True
+
+    @staticmethod
+    def _largest(dtype: Any, xp: Any) -> float:
+        return math.log(float(xp.finfo(dtype).max)) - 8.0  # headroom: the gradient dy * y stays finite too
+
+    def forward(self, z):
+        xp = array_namespace(z)
+        return xp.exp(xp.minimum(z, self._largest(z.dtype, xp)))
+
+    def backward(self, dy, z, y):
+        xp = array_namespace(z)
+        return dy * (y * xp.astype(z < self._largest(z.dtype, xp), y.dtype))  # flat past the clip
+
+    def onnx_nodes(self, graph, z):
+        largest = graph.constant(self._largest(graph.dtype, np), "exp_largest")
+        return graph.node("Exp", [graph.node("Min", [z, largest])])
+
+
 ACTIVATIONS: dict[str, type[Activation]] = {
-    cls.name: cls for cls in (Linear, Sigmoid, Tanh, ReLU, LeakyReLU, Softmax, Swish, GELU)
+    cls.name: cls for cls in (Linear, Sigmoid, Tanh, ReLU, LeakyReLU, Softmax, Swish, GELU, Exponential)
 }
 _ALIASES = {"silu": "swish", "identity": "linear"}
 

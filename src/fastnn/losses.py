@@ -146,8 +146,32 @@ class CategoricalCrossentropy(Loss):
         return -y_true * xp.log(p), -y_true / p, n
 
 
+class Poisson(Loss):
+    """mean(y_pred - y_true log y_pred) over every element, Keras's "poisson" (the Poisson
+    negative log-likelihood of rates y_pred, less a term free of y_pred). After an exponential
+    output it takes the log-rate z: exp(z) - y z, whose gradient exp(z) - y stays finite."""
+
+    name = "poisson"
+    fuses_with = "exponential"
+
+    def prepare_targets(self, y, units, xp, dtype):
+        y = super().prepare_targets(y, units, xp, dtype)
+        if not bool(xp.all(y >= 0)):
+            raise ValueError(f"poisson targets must be counts or rates >= 0; the smallest is {float(xp.min(y))}")
+        return y
+
+    def elements(self, y_pred, y_true):
+        xp = array_namespace(y_pred)
+        size = y_pred.shape[0] * y_pred.shape[1]
+        if self.from_logits:
+            rate = xp.exp(xp.minimum(y_pred, 80.0))  # e^80 ~ 5e34: finite in float32
+            return rate - y_true * y_pred, rate - y_true, size
+        p = xp.maximum(y_pred, EPSILON)
+        return p - y_true * xp.log(p), 1 - y_true / p, size
+
+
 LOSSES: dict[str, type[Loss]] = {
-    cls.name: cls for cls in (MeanSquaredError, BinaryCrossentropy, CategoricalCrossentropy)
+    cls.name: cls for cls in (MeanSquaredError, BinaryCrossentropy, CategoricalCrossentropy, Poisson)
 }
 _ALIASES = {
     "mean_squared_error": "mse",

@@ -278,6 +278,17 @@ class Sequential:
             data_parallel.start_once(self, self._shuffle_rng)
         return float(training.train_step(self, x, y, data_parallel.engine_for(self.backend, sharded=True))[0])
 
+    def loss_and_gradients(self, x: Any, y: Any, sample_weight: Any = None) -> tuple[float, list[np.ndarray]]:
+        """(loss, [dW1, db1, ...] as host arrays) over all of (x, y) at the current weights, with
+        no optimizer step: what an outside optimizer (SciPy's L-BFGS, say) needs. Both include
+        the weight penalties, as fit's loss does; `sample_weight` as in fit."""
+        self._require_compiled()
+        x, y = self.prepare(x, _require_targets(y, "loss_and_gradients"))
+        weights = check_sample_weights(sample_weight, None, y, self.backend)
+        layer_engine = self.backend.engines[-1]  # covers every network; computes gradients without stepping
+        loss, _ = layer_engine.gradients(self.spec, self.train_state(), x, y, weights)
+        return float(loss), [np.array(to_numpy(g), copy=True) for g in self.grads]
+
     def evaluate(self, x: Any, y: Any, batch_size: int | None = None, verbose: int = 0,
                  distributed: str | None = None) -> dict[str, float]:
         """{"loss": ..., metric: ...} over (x, y), without training, in batches of `batch_size`
