@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnn.kernels import cpu, gemm
+from fastnn.kernels import cpu, gemm, windows
 from fastnn.kernels.scalar import adam_step_sizes
 from fastnn.ops import ArrayOps
 from fastnn.spec import LossCode
@@ -100,6 +100,23 @@ class NumbaOps(ArrayOps):
             flat = (a.reshape(-1) for a in (y_pred, y_true, e, log_u, grad))
             return cpu.bce_logits_from_exp(*flat), grad
         return cpu.elementwise_loss(y_pred, y_true, grad, code), grad
+
+    def im2col(self, x, window, fill=0.0, buffers=None):
+        if not _native(x):
+            return super().im2col(x, window, fill, buffers)
+        (kh, kw), (sh, sw), (oh, ow) = window.size, window.strides, window.output_hw
+        out = _buffer(buffers, "im2col", (x.shape[0] * oh * ow, kh * kw * x.shape[3]), x.dtype)
+        top, _, left, _ = window.pads
+        return windows.im2col(x, kh, kw, sh, sw, top, left, oh, ow, x.dtype.type(fill), out)
+
+    def col2im(self, cols, n, window, buffers=None):
+        if not _native(cols):
+            return super().col2im(cols, n, window, buffers)
+        (kh, kw), (sh, sw), (oh, ow) = window.size, window.strides, window.output_hw
+        dx = _buffer(buffers, "col2im", (n, *window.input_hw, cols.shape[1] // (kh * kw)), cols.dtype)
+        dx.fill(0)
+        top, _, left, _ = window.pads
+        return windows.col2im(cols, kh, kw, sh, sw, top, left, oh, ow, dx)
 
     def sgd_update(self, opt, p, g, state) -> bool:
         if not _native(p, g):

@@ -12,7 +12,8 @@ import fastnn
 from conftest import backend_params
 from fastnn.activations import ACTIVATIONS, Activation as ActivationFunction
 from fastnn.examples import EXAMPLES
-from fastnn.layers import Activation, Dense, Dropout, Layer
+from fastnn.layers import (Activation, AveragePooling2D, Conv1D, Conv2D, Dense, Dropout, Flatten,
+                           GlobalAveragePooling2D, Layer, MaxPooling2D, Reshape)
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -29,6 +30,7 @@ def session(path):
 
 
 def assert_runtime_matches_predict(model, path, n_features, dtype):
+    """n_features: an int (flat rows) or a sample shape."""
     checked = onnx.load(str(path))
     onnx.checker.check_model(checked, full_check=True)
     batch_axis = checked.graph.input[0].type.tensor_type.shape.dim[0]
@@ -36,7 +38,8 @@ def assert_runtime_matches_predict(model, path, n_features, dtype):
     runtime = session(path)
     rng = np.random.default_rng(7)
     for rows in BATCHES:
-        x = (3 * rng.standard_normal((rows, n_features))).astype(dtype)
+        shape = (n_features,) if isinstance(n_features, int) else tuple(n_features)
+        x = (3 * rng.standard_normal((rows, *shape))).astype(dtype)
         (served,) = runtime.run(["output"], {"input": x})
         np.testing.assert_allclose(served, fastnn.to_numpy(model.predict(x)), rtol=TOLERANCE[dtype],
                                    atol=TOLERANCE[dtype])
@@ -65,13 +68,41 @@ def test_every_layer_and_activation_runs_in_onnx_runtime_as_predict(name, activa
         assert_runtime_matches_predict(model, path, 3, dtype)
 
 
+IMAGE_NETWORKS = {
+    "conv-pool": lambda: [Conv2D(4, 3, activation="relu"), MaxPooling2D(2, padding="same"),
+                          Conv2D(3, (2, 3), strides=2, padding="same", activation="tanh", use_bias=False),
+                          AveragePooling2D(2, strides=1, padding="same"), Flatten(), Dense(5, "softmax")],
+    "global-average": lambda: [Conv2D(6, 3, padding="same", activation="swish"), GlobalAveragePooling2D(), Dense(2)],
+    "reshape-conv1d": lambda: [Reshape((9, 14)), Conv1D(4, 3, strides=2, padding="same", activation="gelu"), Flatten(),
+                               Dense(3)],
+}
+
+
+# ONNX Runtime's CPU provider has no float64 Conv: float64 files are only checked by onnx.checker
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("network", sorted(IMAGE_NETWORKS))
+@pytest.mark.parametrize("name", BACKENDS)
+def test_convolution_and_pooling_layers_run_in_onnx_runtime_as_predict(name, network, dtype, tmp_path):
+    with fastnn.use(name, dtype=dtype):
+        model = fastnn.Sequential(IMAGE_NETWORKS[network](), input_shape=(9, 7, 2), seed=0, dtype=dtype)
+        model.compile(fastnn.optimizers.Adam(0.01), "mse")
+        rng = np.random.default_rng(0)
+        model.fit(rng.standard_normal((16, 9, 7, 2)), rng.standard_normal((16, model.output_dim)), epochs=2,
+                  batch_size=8, verbose=0)
+        path = model.export_onnx(tmp_path / "cnn.onnx")
+        if dtype == "float64":
+            onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+            return
+        assert_runtime_matches_predict(model, path, (9, 7, 2), dtype)
+
+
 @pytest.mark.parametrize("example", sorted(EXAMPLES))
 @pytest.mark.parametrize("name", BACKENDS)
 def test_the_tutorial_networks_run_in_onnx_runtime_as_predict(name, example, tmp_path):
     with fastnn.use(name):
         model = EXAMPLES[example](epochs=3)["model"]
         path = model.export_onnx(tmp_path / f"{example}.onnx")
-        assert_runtime_matches_predict(model, path, model.input_dim, "float32")
+        assert_runtime_matches_predict(model, path, model.input_shape, "float32")
 
 
 def test_the_export_command_converts_a_saved_model(tmp_path, capsys):

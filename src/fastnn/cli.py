@@ -68,10 +68,20 @@ def _short(value: Any) -> str:
 
 
 def _plot(result: dict, path: str) -> None:
-    from fastnn.plots import plot_curve, plot_decision_boundary, plot_history, pyplot
+    from fastnn.plots import (plot_curve, plot_decision_boundary, plot_filters, plot_history, plot_misclassified,
+                              pyplot)
 
     plt = pyplot()
     x, y = result["data"]
+    if x.ndim == 4:  # images: the curves, the first filters, the digits it gets wrong
+        fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+        plot_history(result["history"], ax=axes[0])
+        plot_filters(result["model"], ax=axes[1])
+        plot_misclassified(result["model"], x, y, ax=axes[2])
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return
     two_d = x.shape[1] == 2
     fig, axes = plt.subplots(1, 2 if two_d else 1, figsize=(10 if two_d else 5, 4), squeeze=False)
     if "summed_error_every_100_iterations" in result:  # what the neuron tutorial plots

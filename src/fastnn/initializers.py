@@ -11,7 +11,8 @@ from fastnn._registry import lookup
 
 
 class Initializer:
-    """`init(shape, rng)` -> float64 NumPy array; shape is (fan_in, fan_out) or (fan_out,)."""
+    """`init(shape, rng)` -> float64 NumPy array; shape is (fan_in, fan_out), (fan_out,), or a
+    convolution kernel's (..., in, out), whose fans are Keras's: in (out) x the window's size."""
 
     name = "initializer"
 
@@ -27,6 +28,9 @@ class Initializer:
 
 
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    if len(shape) > 2:  # a kernel (kh, kw, in, out): every output sees the window of every input
+        window = math.prod(shape[:-2])
+        return shape[-2] * window, shape[-1] * window
     return (shape[0], shape[1]) if len(shape) == 2 else (shape[0], shape[0])
 
 

@@ -28,7 +28,8 @@ class Sequential:
     """Layers applied in order. `seed` fixes the initial weights (identical on every backend)
     and the shuffling order; `dtype` is "float32" (default) or "float64"."""
 
-    def __init__(self, layers: Iterable[Layer] = (), seed: int | None = None, dtype: Any = None) -> None:
+    def __init__(self, layers: Iterable[Layer] = (), seed: int | None = None, dtype: Any = None,
+                 input_shape: Any = None, input_dim: int | None = None) -> None:
         self.backend: Backend = resolve(None, dtype)
         self.layers: list[Layer] = []
         self.seed = seed
@@ -44,6 +45,12 @@ class Sequential:
         self._forget_spec()
         for layer in layers:
             self.add(layer)
+        if input_shape is not None or input_dim is not None:
+            if input_shape is not None and input_dim is not None:
+                raise ValueError("give input_shape or input_dim, not both (input_dim=k is input_shape=(k,))")
+            shape = layers_module.as_shape(input_shape if input_shape is not None else input_dim, "input_shape")
+            if not self.built or self.input_shape != shape:
+                self.build(shape)
 
     # -- construction ----------------------------------------------------------------------
 
@@ -53,20 +60,21 @@ class Sequential:
         self.layers.append(layer)
         self._forget_spec()
         if self.built:  # extend a built model: build just the new layer
-            layer.build(self.layers[-2].output_dim, self._init_rng, self.backend)
+            layer.build(self.layers[-2].output_shape, self._init_rng, self.backend)
             if self.optimizer is not None:
                 self.optimizer.build(self.params)
-        elif len(self.layers) == 1 and layer.input_dim is not None:
-            self.build(layer.input_dim)
+        elif len(self.layers) == 1 and layer.input_shape is not None:
+            self.build(layer.input_shape)
 
-    def build(self, input_dim: int) -> None:
-        """Create every layer's weights for `input_dim` input features."""
+    def build(self, input_shape: Any) -> None:
+        """Create every layer's weights for samples of `input_shape`: a tuple such as
+        (28, 28, 1) for images, channels last, or an int, the features of a flat row."""
         if not self.layers:
             raise ValueError("the model has no layers; add a Dense layer first")
-        dim = input_dim
+        shape = layers_module.as_shape(input_shape, "input_shape")
         for layer in self.layers:
-            layer.build(dim, self._init_rng, self.backend)
-            dim = layer.output_dim
+            layer.build(shape, self._init_rng, self.backend)
+            shape = layer.output_shape
         self.built = True
         self._forget_spec()
         if self.optimizer is not None:
@@ -115,7 +123,13 @@ class Sequential:
         return [g for layer in self.layers for g in layer.grads]
 
     @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The shape of one input sample, e.g. (28, 28, 1) or (features,); None until built."""
+        return self.layers[0].input_shape if self.layers else None
+
+    @property
     def input_dim(self) -> int | None:
+        """The number of values in one input sample (a flat row's features)."""
         return self.layers[0].input_dim if self.layers else None
 
     @property
@@ -164,11 +178,13 @@ class Sequential:
 
     def summary(self, print_fn: Any = print) -> str:
         """A table of layers, output shapes and parameter counts (printed and returned)."""
-        rows = [f"{'layer':<34}{'output':<14}{'params':>10}", "-" * 58]
+        self._require_built()
+        width = max(34, *(len(repr(layer)) + 2 for layer in self.layers))
+        rows = [f"{'layer':<{width}}{'output':<18}{'params':>10}", "-" * (width + 28)]
         for layer in self.layers:
             count = sum(math.prod(p.shape) for p in layer.params)
-            rows.append(f"{layer!r:<34}{str((None, layer.output_dim)):<14}{count:>10,}")
-        rows += ["-" * 58, f"total params: {self.count_params():,}   backend: {self.backend.name}, "
+            rows.append(f"{layer!r:<{width}}{str((None, *layer.output_shape)):<18}{count:>10,}")
+        rows += ["-" * (width + 28), f"total params: {self.count_params():,}   backend: {self.backend.name}, "
                  f"{self.backend.dtype_name}"]
         text = "\n".join(rows)
         if print_fn:
@@ -184,7 +200,7 @@ class Sequential:
         revision = getattr(self.optimizer, "revision", None)
         if self._spec is None or self._spec_revision != revision:
             self._require_built()
-            self._spec = describe(self.layers, self.input_dim, self.backend.dtype_name, self.loss, self.optimizer,
+            self._spec = describe(self.layers, self.input_shape, self.backend.dtype_name, self.loss, self.optimizer,
                                   self.metric_names)
             self._spec_revision = revision
         return self._spec
@@ -207,10 +223,13 @@ class Sequential:
     def prepare(self, x: Any, y: Any = None) -> tuple[Any, Any]:
         """(x, y) checked and converted for this model: arrays of its backend and dtype, y shaped
         as the loss wants it; builds the model from x's width if it is not built yet."""
-        x = check_features(x, self.backend, self.input_dim)
+        x = check_features(x, self.backend, self.input_shape if self.built else None)
         if not self.built:
-            self.build(x.shape[1])
+            self.build(tuple(x.shape[1:]))
         if y is not None:
+            if len(self.layers[-1].output_shape) != 1:
+                raise ValueError(f"the model outputs samples of shape {self.layers[-1].output_shape}, but a loss "
+                                 "compares flat rows: end the model with Flatten() (and a Dense layer)")
             y = check_targets(y, self.backend, x.shape[0], self.output_dim, self.loss)
         return x, y
 
@@ -218,7 +237,8 @@ class Sequential:
 
     def _require_built(self) -> None:
         if not self.built:
-            raise RuntimeError("the model is not built yet: give the first layer input_dim or call fit/build")
+            raise RuntimeError("the model is not built yet, so no layer knows its shapes: give Sequential "
+                               "input_shape=... (or the first layer input_dim=/input_shape=), or call fit or build")
 
     def _require_compiled(self) -> None:
         if self.loss is None:
@@ -352,15 +372,18 @@ class Sequential:
         return restore, (state_arrays(self), self.backend.name, self.backend.device_name)
 
     def get_config(self) -> dict:
+        shape = self.input_shape
         return {"layers": [layer.get_config() for layer in self.layers], "seed": self.seed,
-                "dtype": self.backend.dtype_name, "input_dim": self.input_dim}
+                "dtype": self.backend.dtype_name, "input_dim": self.input_dim if shape and len(shape) == 1 else None,
+                "input_shape": None if shape is None else list(shape)}
 
     @classmethod
     def from_config(cls, config: dict) -> "Sequential":
         model = cls([layers_module.from_config(c) for c in config["layers"]], seed=config.get("seed"),
                     dtype=config.get("dtype"))
-        if not model.built and config.get("input_dim"):
-            model.build(config["input_dim"])
+        shape = config.get("input_shape") or config.get("input_dim")
+        if not model.built and shape:
+            model.build(shape)
         return model
 
     def __repr__(self) -> str:

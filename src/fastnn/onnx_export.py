@@ -48,14 +48,29 @@ class OnnxGraph:
         """A scalar initializer in the graph's dtype."""
         return self.weight(np.asarray(value), hint)
 
+    def integers(self, values: list[int], hint: str) -> str:
+        """An int64 initializer (a shape, say); returns its name."""
+        from onnx import numpy_helper
+
+        name = self.name(hint)
+        self.initializers.append(numpy_helper.from_array(np.asarray(values, np.int64), name))
+        return name
+
+    def channels_first(self, x: str, rank: int) -> str:
+        """fastnn's channels-last tensor as ONNX's convolutions and pools take it: (N, C, ...)."""
+        return self.node("Transpose", [x], perm=[0, rank + 1, *range(1, rank + 1)])
+
+    def channels_last(self, x: str, rank: int) -> str:
+        return self.node("Transpose", [x], perm=[0, *range(2, rank + 2), 1])
+
     def node(self, op: str, inputs: list[str], **attributes: Any) -> str:
         """Append an `op` node on `inputs`; returns the name of its one output."""
         output = self.name(op.lower())
         self.nodes.append(self.helper.make_node(op, inputs, [output], name=output, **attributes))
         return output
 
-    def model(self, input_dim: int, output_tensor: str, output_dim: int, doc: str) -> Any:
-        """The ModelProto whose graph maps INPUT (batch, input_dim) to OUTPUT (batch, output_dim)."""
+    def model(self, input_shape: tuple[int, ...], output_tensor: str, output_dim: int, doc: str) -> Any:
+        """The ModelProto whose graph maps INPUT (batch, *input_shape) to OUTPUT (batch, output_dim)."""
         from onnx import TensorProto, helper
 
         if output_tensor == INPUT:  # a graph output may not be its input
@@ -63,7 +78,7 @@ class OnnxGraph:
         for node in self.nodes:
             node.output[:] = [OUTPUT if out == output_tensor else out for out in node.output]
         elem = helper.np_dtype_to_tensor_dtype(self.dtype)
-        graph = helper.make_graph(self.nodes, "fastnn", [helper.make_tensor_value_info(INPUT, elem, [BATCH, input_dim])],
+        graph = helper.make_graph(self.nodes, "fastnn", [helper.make_tensor_value_info(INPUT, elem, [BATCH, *input_shape])],
                                   [helper.make_tensor_value_info(OUTPUT, elem, [BATCH, output_dim])],
                                   initializer=self.initializers)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fastnn",
@@ -85,7 +100,7 @@ def to_onnx(model: Any) -> Any:
     x = INPUT
     for layer in model.layers:
         x = layer.onnx_nodes(graph, x)
-    proto = graph.model(model.input_dim, x, model.output_dim, doc=repr(model))
+    proto = graph.model(model.input_shape, x, model.output_dim, doc=repr(model))
     onnx.checker.check_model(proto, full_check=True)
     return proto
 

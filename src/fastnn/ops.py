@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import array_api_extra as xpx
+from array_api_compat import device as device_of
+
 from fastnn import extensions
 from fastnn.activations import Activation
+from fastnn.layers.windows import Window
 from fastnn.losses import Loss
 
 
@@ -44,6 +48,33 @@ class ArrayOps:
         """(mean loss as a 0-d array, gradient with respect to y_pred); `weights`: a (n, 1)
         column of sample weights, or None."""
         return loss(y_pred, y_true, weights)
+
+    def im2col(self, x: Any, window: Window, fill: float = 0.0, buffers: dict | None = None) -> Any:
+        """Every window of `x` (n, H, W, C) as a row: (n * positions, kh * kw * C), in (row,
+        column, channel) order — a kernel (kh, kw, C, F) reshaped to (kh * kw * C, F) multiplies
+        it. Padding positions hold `fill`."""
+        xp, (kh, kw), (sh, sw), (oh, ow) = self.xp, window.size, window.strides, window.output_hw
+        if window.padded:
+            top, bottom, left, right = window.pads
+            x = xpx.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=fill)
+        n, c = x.shape[0], x.shape[3]
+        patches = [x[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :] for i in range(kh) for j in range(kw)]
+        return xp.reshape(xp.stack(patches, axis=3), (n * oh * ow, kh * kw * c))
+
+    def col2im(self, cols: Any, n: int, window: Window, buffers: dict | None = None) -> Any:
+        """im2col's adjoint: each row's values added back where they were taken from; (n, H, W, C)."""
+        xp, (kh, kw), (sh, sw), (oh, ow) = self.xp, window.size, window.strides, window.output_hw
+        c = cols.shape[1] // (kh * kw)
+        parts = xp.reshape(cols, (n, oh, ow, kh * kw, c))
+        dx = xp.zeros((n, *window.padded_hw, c), dtype=cols.dtype, device=device_of(cols))
+        for i in range(kh):
+            for j in range(kw):
+                at = (slice(None), slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw), slice(None))
+                dx = xpx.at(dx)[at].add(parts[:, :, :, i * kw + j, :])
+        if not window.padded:
+            return dx
+        top, _, left, _ = window.pads
+        return dx[:, top:top + window.input_hw[0], left:left + window.input_hw[1], :]
 
 
 # Table factories per backend name, registered by fastnn.kernels.

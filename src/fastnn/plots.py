@@ -1,5 +1,6 @@
-"""Plots with matplotlib (`pip install "fastnn[plot]"`): training curves from a History and
-the decision boundary of any classifier with two input features."""
+"""Plots with matplotlib (`pip install "fastnn[plot]"`): training curves from a History, the
+decision boundary of any classifier with two input features, and for image models the first
+convolution's filters and the images a classifier gets wrong."""
 
 from __future__ import annotations
 
@@ -77,6 +78,50 @@ def plot_decision_boundary(model: Any, x: Any, y: Any, ax: Any = None, path: str
     ax.scatter(x[:, 0], x[:, 1], c=labels, cmap="coolwarm", s=120 if few else 12, edgecolors="k",
                linewidths=1 if few else 0.3)
     ax.set(title="decision boundary", xlim=(x0, x1), ylim=(y0, y1))
+    return _finish(plt, fig or ax.figure, path)
+
+
+def plot_filters(model: Any, ax: Any = None, path: str | None = None) -> Any:
+    """The kernels of the model's first Conv2D, one tile per filter (first input channel)."""
+    plt = pyplot()
+    conv = next((layer for layer in model.layers if type(layer).__name__ == "Conv2D"), None)
+    if conv is None:
+        raise ValueError("plot_filters needs a model with a Conv2D layer")
+    kernel = to_numpy(conv.params[0])[:, :, 0, :]  # (kh, kw, filters)
+    kh, kw, filters = kernel.shape
+    cols = int(np.ceil(np.sqrt(filters)))
+    rows = int(np.ceil(filters / cols))
+    board = np.full((rows * (kh + 1) - 1, cols * (kw + 1) - 1), np.nan)
+    for f in range(filters):
+        r, c = divmod(f, cols)
+        board[r * (kh + 1):r * (kh + 1) + kh, c * (kw + 1):c * (kw + 1) + kw] = kernel[:, :, f]
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(board, cmap="RdBu_r")
+    ax.set(title=f"first convolution: {filters} filters {kh}x{kw}", xticks=[], yticks=[])
+    return _finish(plt, fig or ax.figure, path)
+
+
+def plot_misclassified(model: Any, x: Any, y: Any, ax: Any = None, path: str | None = None, most: int = 16) -> Any:
+    """Up to `most` images the model classifies wrongly, titled "true -> predicted"."""
+    plt = pyplot()
+    x, y = to_numpy(x), to_numpy(y)
+    truth = y.argmax(axis=1) if y.ndim == 2 else y
+    predicted = to_numpy(model.predict(x)).argmax(axis=1)
+    wrong = np.flatnonzero(predicted != truth)[:most]
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4, 4))
+    h, w = x.shape[1], x.shape[2]
+    cols = max(1, int(np.ceil(np.sqrt(len(wrong)))))
+    board = np.full((cols * (h + 1), cols * (w + 1)), np.nan)
+    for k, i in enumerate(wrong):
+        r, c = divmod(k, cols)
+        board[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = x[i, :, :, 0]
+        ax.text(c * (w + 1), r * (h + 1) + 1, f"{truth[i]}>{predicted[i]}", color="red", fontsize=7)
+    ax.imshow(board, cmap="gray_r")
+    ax.set(title=f"misclassified: {len(np.flatnonzero(predicted != truth))} of {len(x)}", xticks=[], yticks=[])
     return _finish(plt, fig or ax.figure, path)
 
 

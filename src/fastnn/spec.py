@@ -8,6 +8,7 @@ The integer codes here are what compiled code switches on.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Callable, Sequence
@@ -57,11 +58,13 @@ class ActivationSpec:
 
 @dataclass(frozen=True)
 class LayerSpec:
-    kind: str  # the layer's class name: "Dense", "Activation"
-    units: int
+    kind: str  # the layer's class name: "Dense", "Activation", "Conv2D"...
+    units: int  # the values in one output sample
     activation: ActivationSpec
     params: int  # how many parameter arrays the layer owns (Dense: W and b, or W alone)
     regularized: bool = False  # a weight penalty adds to the loss
+    weights: int = 0  # how many numbers its parameters hold
+    output_shape: tuple[int, ...] = ()  # one output sample's shape
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ class OptimizerSpec:
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: engines key caches on it
 class NetworkSpec:
-    widths: tuple[int, ...]  # input width, then each layer's output width
+    widths: tuple[int, ...]  # input width, then each layer's output width (values per sample)
     layers: tuple[LayerSpec, ...]
     dtype: str  # "float32" or "float64"
     head: LossHead | None = None  # None until compiled
@@ -108,8 +111,7 @@ class NetworkSpec:
 
     @functools.cached_property
     def parameter_count(self) -> int:
-        return sum(k * m + (m if layer.params == 2 else 0)
-                   for k, m, layer in zip(self.widths, self.widths[1:], self.layers) if layer.params)
+        return sum(layer.weights for layer in self.layers)
 
     @functools.cached_property
     def regularized(self) -> bool:
@@ -120,12 +122,16 @@ class NetworkSpec:
         return all(layer.kind == "Dense" for layer in self.layers)
 
 
-def describe(layers: Sequence[Any], input_dim: int, dtype: str, loss: Any = None, optimizer: Any = None,
+def describe(layers: Sequence[Any], input_shape: Any, dtype: str, loss: Any = None, optimizer: Any = None,
              metric_names: Sequence[Any] = ()) -> NetworkSpec:
-    """The spec of built `layers` on `input_dim` features, compiled with loss, optimizer and metrics."""
-    widths = (input_dim, *(layer.output_dim for layer in layers))
+    """The spec of built `layers` on samples of `input_shape` (a tuple, or an int: features),
+    compiled with loss, optimizer and metrics."""
+    shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
+    widths = (math.prod(shape), *(layer.output_dim for layer in layers))
     layer_specs = tuple(LayerSpec(type(layer).__name__, layer.output_dim, activation_spec(layer.activation),
-                                  len(layer.params), layer.regularized) for layer in layers)
+                                  len(layer.params), layer.regularized,
+                                  sum(math.prod(p.shape) for p in layer.params), tuple(layer.output_shape))
+                        for layer in layers)
     for i, layer in enumerate(layer_specs):
         if layer.activation.name == "softmax" and layer.units == 1:
             raise ValueError(f"layer {i} is a softmax over 1 unit, which always outputs 1: nothing can be learned. "

@@ -1,11 +1,15 @@
-"""Layers. A layer's `forward(x)` returns its output and a `backprop(dy) -> dx` closure that
-also stores the parameter gradients (thinc's pattern): the derivative sits beside the forward.
+"""The layer protocol and the layers of a flat network: Dense, Activation, Dropout.
 
-Weights are batch-first: `Dense` computes `act(x @ W + b)` with W of shape (in, out).
+A layer's `forward(x)` returns its output and a `backprop(dy) -> dx` closure that also stores
+the parameter gradients (thinc's pattern): the derivative sits beside the forward. Arrays are
+batch-first and channels-last; a layer knows the shape of one sample in and out
+(`input_shape`, `output_shape`: `(features,)` for flat rows, `(height, width, channels)` for
+images). `Dense` computes `act(x @ W + b)` with W of shape (in, out).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -18,21 +22,55 @@ from fastnn.checks import check_number
 Backprop = Callable[[Any], Any]
 
 
+Shape = tuple[int, ...]
+
+
+def as_shape(shape: Any, what: str) -> Shape:
+    """A sample shape as a tuple of positive ints, from an int or a sequence of them."""
+    dims = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape) if isinstance(shape, (tuple, list)) else None
+    if not dims or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in dims):
+        raise ValueError(f"{what} must be a positive int or a tuple of them, got {shape!r}")
+    return tuple(int(d) for d in dims)
+
+
 class Layer:
-    """Base class: `build` creates parameters, `forward` runs the layer."""
+    """Base class: `build` creates parameters for an input shape, `forward` runs the layer.
+    `input_shape` may be given to the first layer (or to Sequential) to build at once."""
 
     activation: activations.Activation = activations.Linear()
 
-    def __init__(self) -> None:
+    def __init__(self, input_shape: Any = None) -> None:
         self.params: list[Any] = []
         self.grads: list[Any] = []
-        self.input_dim: int | None = None
-        self.output_dim: int | None = None
+        self.input_shape: Shape | None = None if input_shape is None else as_shape(input_shape, "input_shape")
+        self.output_shape: Shape | None = None
         self.backend: Backend | None = None
         self.buffers: dict = {}  # scratch arrays a kernel table may keep between steps
 
-    def build(self, input_dim: int, rng: np.random.Generator, backend: Backend) -> None:
-        self.input_dim, self.output_dim, self.backend = input_dim, input_dim, backend
+    @property
+    def input_dim(self) -> int | None:
+        """The number of values in one input sample (the features of a flat row)."""
+        return None if self.input_shape is None else math.prod(self.input_shape)
+
+    @property
+    def output_dim(self) -> int | None:
+        return None if self.output_shape is None else math.prod(self.output_shape)
+
+    def build(self, input_shape: Any, rng: np.random.Generator, backend: Backend) -> None:
+        """Create the parameters for samples of `input_shape`; sets `output_shape`."""
+        shape = self._check_input_shape(as_shape(input_shape, "input shape"))
+        self.input_shape, self.backend = shape, backend
+        self.output_shape = self.compute_output_shape(shape)
+
+    def _check_input_shape(self, shape: Shape) -> Shape:
+        if self.input_shape is not None and self.input_shape != shape:
+            raise ValueError(f"{self!r} was declared with input_shape={self.input_shape} but receives samples of "
+                             f"shape {shape}")
+        return shape
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        """The shape of one output sample (the input's, unless a layer says otherwise)."""
+        return input_shape
 
     def forward(self, x: Any, need_dx: bool = True, logits: bool = False, train: bool = False,
                 ops: Any = None) -> tuple[Any, Backprop]:
@@ -95,16 +133,15 @@ class Dense(Layer):
         kernel_regularizer: str | dict | regularizers.Regularizer | None = None,
         bias_regularizer: str | dict | regularizers.Regularizer | None = None,
     ) -> None:
-        super().__init__()
-        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
-            raise ValueError(f"Dense units must be a positive integer, got {units!r}")
         if input_dim is not None and (not isinstance(input_dim, (int, np.integer)) or input_dim < 1):
             raise ValueError(f"Dense input_dim must be a positive integer, got {input_dim!r}")
+        super().__init__(input_dim)
+        if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
+            raise ValueError(f"Dense units must be a positive integer, got {units!r}")
         self.units = int(units)
         self.activation = activations.get(activation)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        self.input_dim = None if input_dim is None else int(input_dim)
         self.use_bias = bool(use_bias)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer) if use_bias else None
@@ -121,11 +158,21 @@ class Dense(Layer):
     def regularized(self) -> bool:
         return self.kernel_regularizer is not None or self.bias_regularizer is not None
 
-    def build(self, input_dim: int, rng: np.random.Generator, backend: Backend) -> None:
-        if self.input_dim is not None and self.input_dim != input_dim:
-            raise ValueError(f"Dense({self.units}) was declared with input_dim={self.input_dim} "
-                             f"but receives {input_dim} features")
-        self.input_dim, self.output_dim, self.backend = input_dim, self.units, backend
+    def _check_input_shape(self, shape: Shape) -> Shape:
+        if len(shape) != 1:
+            raise ValueError(f"Dense({self.units}) takes flat samples (features,) but receives samples of shape "
+                             f"{shape}: put a Flatten() layer before it")
+        if self.input_shape is not None and self.input_shape != shape:
+            raise ValueError(f"Dense({self.units}) was declared with input_dim={self.input_shape[0]} "
+                             f"but receives {shape[0]} features")
+        return shape
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return (self.units,)
+
+    def build(self, input_shape: Any, rng: np.random.Generator, backend: Backend) -> None:
+        super().build(input_shape, rng, backend)
+        input_dim = self.input_shape[0]
         W = self.kernel_initializer((input_dim, self.units), rng)
         params = [backend.asarray(W)]
         if self.use_bias:
@@ -246,8 +293,8 @@ class Dropout(Layer):
         self.rate, self.seed = rate, seed
         self.rng: np.random.Generator | None = None
 
-    def build(self, input_dim: int, rng: np.random.Generator, backend: Backend) -> None:
-        super().build(input_dim, rng, backend)
+    def build(self, input_shape: Any, rng: np.random.Generator, backend: Backend) -> None:
+        super().build(input_shape, rng, backend)
         # a child of the model's seed, not draws from its generator: later layers' weights stay as they were
         self.rng = np.random.default_rng(self.seed if self.seed is not None else rng.bit_generator.seed_seq.spawn(1)[0])
 
@@ -271,15 +318,3 @@ class Dropout(Layer):
 
     def __repr__(self) -> str:
         return f"Dropout({self.rate})"
-
-
-LAYERS: dict[str, type[Layer]] = {"Dense": Dense, "Activation": Activation, "Dropout": Dropout}
-
-
-def from_config(config: dict) -> Layer:
-    """A layer from `get_config()` output."""
-    config = dict(config)
-    cls = LAYERS.get(config.pop("class", None))
-    if cls is None:
-        raise ValueError(f"unknown layer config {config!r}; known classes: {', '.join(LAYERS)}")
-    return cls(**config)
