@@ -107,7 +107,8 @@ class NumbaOps(ArrayOps):
         (kh, kw), (sh, sw), (oh, ow) = window.size, window.strides, window.output_hw
         out = _buffer(buffers, "im2col", (x.shape[0] * oh * ow, kh * kw * x.shape[3]), x.dtype)
         top, _, left, _ = window.pads
-        return windows.im2col(x, kh, kw, sh, sw, top, left, oh, ow, x.dtype.type(fill), out)
+        n, h, w, c = x.shape
+        return windows.im2col(x.reshape(n * h, w * c), h, kh, kw, sh, sw, top, left, oh, ow, x.dtype.type(fill), out)
 
     def col2im(self, cols, n, window, buffers=None):
         if not _native(cols):
@@ -116,7 +117,26 @@ class NumbaOps(ArrayOps):
         dx = _buffer(buffers, "col2im", (n, *window.input_hw, cols.shape[1] // (kh * kw)), cols.dtype)
         dx.fill(0)
         top, _, left, _ = window.pads
-        return windows.col2im(cols, kh, kw, sh, sw, top, left, oh, ow, dx)
+        h, w, c = dx.shape[1:]
+        windows.col2im(cols, h, kh, kw, sh, sw, top, left, oh, ow, dx.reshape(n * h, w * c))
+        return dx
+
+    def max_pool(self, x, window, buffers=None):
+        if not _native(x):
+            return super().max_pool(x, window, buffers)
+        (kh, kw), (sh, sw), (oh, ow) = window.size, window.strides, window.output_hw
+        shape = (x.shape[0], oh, ow, x.shape[3])
+        y, first = _buffer(buffers, "pool_y", shape, x.dtype), _buffer(buffers, "pool_first", shape, np.int64)
+        top, _, left, _ = window.pads
+        windows.max_pool(x, kh, kw, sh, sw, top, left, oh, ow, y, first)
+        return y, first
+
+    def max_pool_backward(self, dy, memo, window, buffers=None):
+        if not _native(dy) or type(memo) is not np.ndarray or memo.ndim != 4:  # else the pure path's memo
+            return super().max_pool_backward(dy, memo, window, buffers)
+        dx = _buffer(buffers, "pool_dx", (dy.shape[0], *window.input_hw, dy.shape[3]), dy.dtype)
+        dx.fill(0)
+        return windows.max_pool_backward(dy, memo, dx)
 
     def sgd_update(self, opt, p, g, state) -> bool:
         if not _native(p, g):

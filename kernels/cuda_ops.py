@@ -8,7 +8,7 @@ from typing import Any
 
 from numba import cuda as numba_cuda
 
-from fastnn.kernels import cuda
+from fastnn.kernels import cuda, cuda_windows
 from fastnn.kernels.scalar import adam_step_sizes
 from fastnn.ops import ArrayOps
 
@@ -77,6 +77,44 @@ class CudaOps(ArrayOps):
         grid = cuda.flat_grid(y_pred.shape[0] if rows_kernel else y_pred.size)
         self._launch(kernel, *grid, y_pred, y_true, grad, total)
         return total[0], grad
+
+    def im2col(self, x, window, fill=0.0, buffers=None):
+        if not self._supported(x):
+            return super().im2col(x, window, fill, buffers)
+        (kh, kw), (sh, sw), (oh, ow) = window.size, window.strides, window.output_hw
+        out = self.xp.empty((x.shape[0] * oh * ow, kh * kw * x.shape[3]), dtype=x.dtype, device=self.backend.device)
+        top, _, left, _ = window.pads
+        self._launch(cuda_windows.im2col, *cuda.flat_grid(out.size), x, kh, kw, sh, sw, top, left, oh, ow,
+                     x.dtype.type(fill), out)
+        return out
+
+    def col2im(self, cols, n, window, buffers=None):
+        if not self._supported(cols):
+            return super().col2im(cols, n, window, buffers)
+        (kh, kw), (sh, sw), (oh, ow) = window.size, window.strides, window.output_hw
+        dx = self.xp.empty((n, *window.input_hw, cols.shape[1] // (kh * kw)), dtype=cols.dtype,
+                           device=self.backend.device)
+        top, _, left, _ = window.pads
+        self._launch(cuda_windows.col2im, *cuda.flat_grid(dx.size), cols, kh, kw, sh, sw, top, left, oh, ow, dx)
+        return dx
+
+    def max_pool(self, x, window, buffers=None):
+        if not self._supported(x):
+            return super().max_pool(x, window, buffers)
+        (kh, kw), (sh, sw), (oh, ow) = window.size, window.strides, window.output_hw
+        shape = (x.shape[0], oh, ow, x.shape[3])
+        y = self.xp.empty(shape, dtype=x.dtype, device=self.backend.device)
+        first = self.xp.empty(shape, dtype=self.xp.int64, device=self.backend.device)
+        top, _, left, _ = window.pads
+        self._launch(cuda_windows.max_pool, *cuda.flat_grid(y.size), x, kh, kw, sh, sw, top, left, oh, ow, y, first)
+        return y, first
+
+    def max_pool_backward(self, dy, memo, window, buffers=None):
+        if not self._supported(dy) or memo.ndim != 4:  # else the pure path's memo
+            return super().max_pool_backward(dy, memo, window, buffers)
+        dx = self.xp.zeros((dy.shape[0], *window.input_hw, dy.shape[3]), dtype=dy.dtype, device=self.backend.device)
+        self._launch(cuda_windows.max_pool_backward, *cuda.flat_grid(dy.size), dy, memo, dx)
+        return dx
 
     def sgd_update(self, opt, p, g, state) -> bool:
         if not self._supported(p, g):

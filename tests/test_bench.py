@@ -123,3 +123,23 @@ def test_the_bound_multiplies_every_product_of_the_step_and_counts_its_flops(net
     assert len(products) == 3 * layers - 1  # forward and dW per layer, dx but the first layer's
     assert [p[2].shape for p in products[layers::2]] == [w.shape for w in weights[-2::-2]]  # the dW
     assert sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b, _ in products) == bench.step_flops(net, 8)
+
+
+def test_the_lenet_benchmark_times_fused_pure_and_torch_from_the_same_first_loss(tmp_path, capsys):
+    pytest.importorskip("torch")
+    assert bench.main(["--networks", "lenet", "--quick", "--reps", "2", "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "lenet.md").read_text()
+    assert "| lenet | 64 |" in table and "fused / torch" in table
+    from fastnn import bench_cnn
+
+    case = bench_cnn.time_batch(32, reps=1)
+    assert case["first_loss"]["fastnn-fused"] == pytest.approx(case["first_loss"]["torch-eager"], rel=1e-4)
+
+
+def test_a_wrong_lenet_step_is_refused(monkeypatch):
+    from fastnn import bench_cnn
+
+    monkeypatch.setattr(bench_cnn, "fastnn_step", lambda x, y, w, kernels: (lambda: 123.0) if kernels
+                        else (lambda: 2.3))
+    with pytest.raises(RuntimeError, match="fastnn-fused computed loss 123"):
+        bench_cnn.time_batch(8, reps=1, torch=False)

@@ -373,3 +373,26 @@ def test_the_window_kernels_equal_their_pure_twins(case, dtype):
     cols = rng.standard_normal((n * win.positions, size[0] * size[1] * c)).astype(dtype)
     tol = dict(rtol=1e-6, atol=1e-6) if dtype == "float32" else dict(rtol=1e-14, atol=1e-14)
     np.testing.assert_allclose(fused.col2im(cols, n, win, {}), pure.col2im(cols, n, win), **tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", POOL_CASES, ids=[str(i) for i in range(len(POOL_CASES))])
+def test_the_max_pool_kernels_equal_their_pure_twins(case, dtype):
+    from fastnn.kernels.cpu_ops import NumbaOps
+    from fastnn.layers.windows import window
+    from fastnn.ops import ArrayOps
+
+    h, w, c, n, size, strides, padding = case
+    size = pairs(size)
+    strides = size if strides is None else pairs(strides)
+    win = window((h, w), size, strides, padding, "test")
+    be = fastnn.backend().with_options(dtype=dtype, kernels=True)
+    fused, pure = NumbaOps(be), ArrayOps(be)
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    y_fused, memo_fused = fused.max_pool(x, win, {})
+    y_pure, memo_pure = pure.max_pool(x, win)
+    np.testing.assert_array_equal(y_fused, y_pure)
+    dy = rng.standard_normal(y_pure.shape).astype(dtype)
+    np.testing.assert_allclose(fused.max_pool_backward(dy, memo_fused, win, {}),  # overlaps add in another order
+                               pure.max_pool_backward(dy, memo_pure, win), rtol=1e-6, atol=1e-12)

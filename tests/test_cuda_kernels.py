@@ -131,3 +131,27 @@ def test_fused_step_kernels_equal_their_twins(name):
             np.testing.assert_allclose(got[key], want[key], rtol=1e-11, err_msg=key)
     for got, want in zip(weights, want_weights):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+WINDOW_CASES = [((5, 4), (3, 2), (1, 1), "same", 2), ((6, 6), (2, 2), (2, 2), "valid", 1), ((5, 5), (3, 3), (2, 2), "same", 3)]
+
+
+@pytest.mark.parametrize("case", WINDOW_CASES, ids=["3x2-s1-same", "2x2-s2-valid", "3x3-s2-same"])
+def test_window_kernels_match_pure_twins(tables, case):
+    from fastnn.layers.windows import window
+
+    be, fused, pure, dtype = tables
+    hw, size, strides, padding, channels = case
+    win = window(hw, size, strides, padding, "test")
+    rng = np.random.default_rng(11)
+    (x,) = arrays(be, rng, (2, *hw, channels))
+    for fill in (0.0, -np.inf):
+        np.testing.assert_array_equal(fastnn.to_numpy(fused.im2col(x, win, fill)), fastnn.to_numpy(pure.im2col(x, win, fill)))
+    (cols,) = arrays(be, rng, (2 * win.positions, size[0] * size[1] * channels))
+    np.testing.assert_allclose(fastnn.to_numpy(fused.col2im(cols, 2, win)), fastnn.to_numpy(pure.col2im(cols, 2, win)),
+                               **TOL[dtype])
+    (y, memo), (y_ref, memo_ref) = fused.max_pool(x, win), pure.max_pool(x, win)
+    np.testing.assert_array_equal(fastnn.to_numpy(y), fastnn.to_numpy(y_ref))
+    (dy,) = arrays(be, rng, tuple(y_ref.shape))
+    np.testing.assert_allclose(fastnn.to_numpy(fused.max_pool_backward(dy, memo, win)),
+                               fastnn.to_numpy(pure.max_pool_backward(dy, memo_ref, win)), **TOL[dtype])

@@ -71,6 +71,30 @@ def signatures(dtype_name):
     }
 
 
+def window_signatures(dtype_name):
+    from numba import types
+
+    from fastnn.kernels import cuda_windows as w
+
+    f, n = getattr(types, dtype_name), types.int64
+    m, images, where = types.Array(f, 2, "C"), types.Array(f, 4, "C"), types.Array(types.int64, 4, "C")
+    return {w.im2col: (images, *[n] * 8, f, m), w.col2im: (m, *[n] * 8, images),
+            w.max_pool: (images, *[n] * 8, images, where), w.max_pool_backward: (images, where, images)}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_ptx_for_the_window_kernels(compile_ptx, dtype):
+    from numba.cuda.dispatcher import CUDADispatcher
+
+    from fastnn.kernels import cuda_windows
+
+    kernels = window_signatures(dtype)
+    assert {k for k in vars(cuda_windows).values() if isinstance(k, CUDADispatcher)} == set(kernels)
+    for kernel, signature in kernels.items():
+        ptx = compile_ptx(kernel, signature)
+        assert ".target sm_90" in ptx and ".entry" in ptx, kernel.py_func.__name__
+
+
 def test_ptx_covers_every_kernel():
     from numba.cuda.dispatcher import CUDADispatcher
 

@@ -77,3 +77,12 @@ def test_moons_calls_the_boundary_hook_every_n_epochs():
     seen = []
     examples.moons(epochs=100, boundary_every=50, on_boundary=lambda epoch, model: seen.append(epoch))
     assert seen == [49, 99]
+
+
+@pytest.mark.parametrize("name", list(backend_params(("numpy", "array_api_strict", "torch", "jax"),
+                                                     slow=("array_api_strict", "jax"))))
+def test_digits_cnn_reaches_98_percent_on_every_backend(name):
+    with fastnn.use(name):
+        result = examples.digits_cnn()
+    assert result["metrics"]["accuracy"] >= 0.98
+    assert [type(layer).__name__ for layer in result["model"].layers][:3] == ["Conv2D", "Conv2D", "MaxPooling2D"]

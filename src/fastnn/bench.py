@@ -666,7 +666,8 @@ def write_outputs(results: dict[str, Any], out_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fastnn bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small batches only: checks the harness in < 1 min")
-    parser.add_argument("--networks", default=",".join(NETWORKS), help=f"comma-separated, from {', '.join(NETWORKS)}")
+    parser.add_argument("--networks", default=",".join(NETWORKS),
+                        help=f"comma-separated, from {', '.join(NETWORKS)}, lenet (a CNN: fastnn.bench_cnn)")
     parser.add_argument("--reps", type=int, default=None, help=f"timed repetitions (default {DEFAULT_REPS})")
     parser.add_argument("--out", default="results", help="folder for bench.json, bench.md, bench.png")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
@@ -675,11 +676,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     reps = args.reps or DEFAULT_REPS
     names = [n.strip() for n in args.networks.split(",") if n.strip()]
-    unknown = set(names) - set(NETWORKS)
+    unknown = set(names) - set(NETWORKS) - {"lenet"}
     if unknown:
-        parser.error(f"unknown network(s) {sorted(unknown)}; choose from {', '.join(NETWORKS)}")
+        parser.error(f"unknown network(s) {sorted(unknown)}; choose from {', '.join(NETWORKS)}, lenet")
     if not args.no_torch and not _torch_version():
         print("PyTorch is not installed: skipping the PyTorch columns (pip install torch to compare)")
+    if "lenet" in names:
+        from fastnn import bench_cnn
+
+        table = bench_cnn.markdown(bench_cnn.run(reps, torch=not args.no_torch and bool(_torch_version()),
+                                                 quick=args.quick))
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "lenet.md").write_text(table + "\n")
+        print(table)
+        names.remove("lenet")
+        if not names:
+            return 0
     results = run(names, args.quick, reps, Path(args.out), torch=not args.no_torch, min_batch=args.min_batch)
     print(f"\nwrote {args.out}/bench.json, bench.md" + (", bench.png" if (Path(args.out) / "bench.png").exists() else ""))
     print(markdown(results))

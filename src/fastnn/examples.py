@@ -109,18 +109,20 @@ def digits(epochs: int | None = None, batch_size: int | None = None, verbose: in
 
 
 def digits_cnn(epochs: int | None = None, batch_size: int | None = None, verbose: int = 0, seed: int = 0) -> Result:
-    """The same 8x8 digits as images (8, 8, 1): two 3x3 convolutions (16 with "same"
-    padding, then 32), 2x2 max pooling, dropout 0.3, Dense 64, softmax over the 10 classes;
-    Adam at lr 0.002, batches of 32, 40 epochs: >= 98 % test accuracy (seeds 0-2: 98.1-98.9 %),
-    where the MLP of `digits` reaches about 95 %."""
+    """The same 8x8 digits as images (8, 8, 1): two 3x3 convolutions (32 with "same"
+    padding, then 64), 2x2 max pooling, dropout 0.4, Dense 128, softmax over the 10 classes;
+    Adam from lr 0.003 on a cosine decay, batches of 32, 60 epochs: >= 98 % test accuracy
+    (seeds 0-4 on numpy: 98.3-99.4 %), where the MLP of `digits` reaches about 95 %."""
     x_train, y_train, x_test, y_test = datasets.digits()
     x_train, x_test = x_train.reshape(-1, 8, 8, 1), x_test.reshape(-1, 8, 8, 1)
-    model = fastnn.Sequential([Conv2D(16, 3, padding="same", activation="relu"), Conv2D(32, 3, activation="relu"),
-                               MaxPooling2D(2), Flatten(), Dropout(0.3), Dense(64, "relu"), Dense(10, "softmax")],
+    model = fastnn.Sequential([Conv2D(32, 3, padding="same", activation="relu"), Conv2D(64, 3, activation="relu"),
+                               MaxPooling2D(2), Flatten(), Dropout(0.4), Dense(128, "relu"), Dense(10, "softmax")],
                               input_shape=(8, 8, 1), seed=seed)
-    model.compile(fastnn.optimizers.Adam(0.002), "categorical_crossentropy")
-    history = model.fit(x_train, y_train, epochs=40 if epochs is None else epochs,
-                        batch_size=32 if batch_size is None else batch_size, verbose=verbose)
+    epochs = 60 if epochs is None else epochs
+    batch_size = 32 if batch_size is None else batch_size
+    schedule = fastnn.schedules.CosineDecay(0.003, epochs * -(-len(x_train) // batch_size))
+    model.compile(fastnn.optimizers.Adam(schedule), "categorical_crossentropy")
+    history = model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=verbose)
     return {"model": model, "history": history, "metrics": model.evaluate(x_test, y_test),
             "data": (x_test, np.eye(10)[y_test])}
 

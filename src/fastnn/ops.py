@@ -61,6 +61,23 @@ class ArrayOps:
         patches = [x[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :] for i in range(kh) for j in range(kw)]
         return xp.reshape(xp.stack(patches, axis=3), (n * oh * ow, kh * kw * c))
 
+    def max_pool(self, x: Any, window: Window, buffers: dict | None = None) -> tuple[Any, Any]:
+        """(y, memo): the largest value of each window of x (n, H, W, C), padding excluded, as
+        (n, OH, OW, C); `memo` is what max_pool_backward needs (here: each window's argmax)."""
+        xp, k = self.xp, window.size[0] * window.size[1]
+        c = x.shape[3]
+        windows = xp.reshape(self.im2col(x, window, -float("inf")), (-1, k, c))
+        y = xp.reshape(xp.max(windows, axis=1), (x.shape[0], *window.output_hw, c))
+        return y, xp.argmax(windows, axis=1)
+
+    def max_pool_backward(self, dy: Any, memo: Any, window: Window, buffers: dict | None = None) -> Any:
+        """dx: each dy sent to its window's largest input (the first of equal ones, as PyTorch)."""
+        xp, k, c = self.xp, window.size[0] * window.size[1], dy.shape[3]
+        slots = xp.arange(k, dtype=memo.dtype, device=device_of(memo))
+        winner = xp.astype(slots[None, :, None] == memo[:, None, :], dy.dtype)
+        dwindows = winner * xp.reshape(dy, (-1, 1, c))
+        return self.col2im(xp.reshape(dwindows, (dwindows.shape[0], k * c)), dy.shape[0], window)
+
     def col2im(self, cols: Any, n: int, window: Window, buffers: dict | None = None) -> Any:
         """im2col's adjoint: each row's values added back where they were taken from; (n, H, W, C)."""
         xp, (kh, kw), (sh, sw), (oh, ow) = self.xp, window.size, window.strides, window.output_hw

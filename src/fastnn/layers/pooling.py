@@ -68,23 +68,13 @@ class MaxPooling2D(_Pooling2D):
     """The largest value of each window, per channel; its gradient goes to that value (the
     first of equal ones, as PyTorch)."""
 
-    fill = -float("inf")
     onnx_op = "MaxPool"
 
     def forward(self, x, need_dx=True, logits=False, train=False, ops=None):
-        ops, xp, n = ops or self.backend.ops, self.backend.xp, x.shape[0]
-        windows = self._windows(x, ops, train)
-        y = xp.max(windows, axis=1)
-
-        def backprop(dy):
-            if not need_dx:
-                return None
-            first = xp.argmax(windows, axis=1)
-            slots = xp.arange(windows.shape[1], dtype=first.dtype, device=device_of(first))
-            winner = xp.astype(slots[None, :, None] == first[:, None, :], dy.dtype)
-            return self._back(winner * xp.reshape(dy, (y.shape[0], 1, y.shape[1])), n, ops, train)
-
-        return xp.reshape(y, (n, *self.output_shape)), backprop
+        ops = ops or self.backend.ops
+        buffers = self.buffers if train else None
+        y, memo = ops.max_pool(x, self.window, buffers)
+        return y, lambda dy: ops.max_pool_backward(dy, memo, self.window, buffers) if need_dx else None
 
 
 class AveragePooling2D(_Pooling2D):
