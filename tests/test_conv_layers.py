@@ -396,3 +396,21 @@ def test_the_max_pool_kernels_equal_their_pure_twins(case, dtype):
     dy = rng.standard_normal(y_pure.shape).astype(dtype)
     np.testing.assert_allclose(fused.max_pool_backward(dy, memo_fused, win, {}),  # overlaps add in another order
                                pure.max_pool_backward(dy, memo_pure, win), rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("target", [b for b in BACKENDS if b.values[0] != "numpy"])
+def test_a_cnn_moves_to_another_backend_and_pickles_with_the_same_predictions(target):
+    import pickle
+
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((6, 9, 9, 2))
+    with fastnn.use("numpy", dtype="float64"):
+        model = fastnn.Sequential([Conv2D(3, 3, padding="same", activation="relu"), AveragePooling2D(2, padding="same"),
+                                   MaxPooling2D(2), GlobalAveragePooling2D(), Dense(2)], input_shape=(9, 9, 2), seed=0,
+                                  dtype="float64")
+        expected = to_np(model.predict(x))
+        again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_allclose(to_np(again.predict(x)), expected, rtol=1e-12)
+    model.to(target)
+    assert model.backend.name == target
+    np.testing.assert_allclose(to_np(model.predict(x)), expected, rtol=1e-10, atol=1e-12)

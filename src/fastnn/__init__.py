@@ -20,8 +20,8 @@ from fastnn.backend import (
     to_numpy,
     use,
 )
-from fastnn.callbacks import (Callback, EarlyStopping, History, LambdaCallback, LearningRateScheduler, ModelCheckpoint,
-                              ProgressBar, ReduceLROnPlateau)
+from fastnn.callbacks import (Callback, EarlyStopping, EpochLog, History, LambdaCallback, LearningRateScheduler,
+                              ModelCheckpoint, ProgressBar, ReduceLROnPlateau)
 from fastnn.model import Sequential
 from fastnn import jax_step  # noqa: F401  registers the jitted step engine of the "jax" backend
 from fastnn.activations import UnsupportedLayerError
@@ -32,7 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backend", "BackendMismatchError", "BackendUnavailableError", "Callback", "EarlyStopping", "History",
-    "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "SaveError", "Sequential", "UnsupportedLayerError",
+    "LambdaCallback", "EpochLog", "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "SaveError", "Sequential", "UnsupportedLayerError",
     "activations", "asarray", "available_backends", "backend", "callbacks", "datasets", "distributed", "engines",
     "from_torch",
     "initializers",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import string
-from typing import Any
+import sys
+import time
+from typing import Any, TextIO
 
 from tqdm.auto import tqdm
 
@@ -62,8 +64,8 @@ class ProgressBar(Callback):
     """A tqdm bar over epochs showing the last logs, and one over batches for epochs of at
     least `min_batches` batches (fit adds one unless verbose=0)."""
 
-    def __init__(self, min_batches: int = 1000) -> None:
-        self.min_batches = min_batches
+    def __init__(self, min_batches: int = 1000, stream: TextIO | None = None) -> None:
+        self.min_batches, self.stream = min_batches, stream
         self.epochs = self.batches = None
 
     def wants_batches(self) -> bool:
@@ -71,11 +73,12 @@ class ProgressBar(Callback):
 
     def on_train_begin(self, logs=None):
         start = self.params.get("initial_epoch", 0)
-        self.epochs = tqdm(initial=start, total=self.params["epochs"], unit="epoch", leave=True)
+        self.epochs = tqdm(initial=start, total=self.params["epochs"], unit="epoch", leave=True,
+                           file=self.stream or sys.stdout)
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.wants_batches():
-            self.batches = tqdm(total=self.params["steps"], unit="batch", leave=False)
+            self.batches = tqdm(total=self.params["steps"], unit="batch", leave=False, file=self.stream or sys.stdout)
 
     def on_batch_end(self, batch, logs=None):
         self.batches.update()
@@ -90,6 +93,45 @@ class ProgressBar(Callback):
 
     def on_train_end(self, logs=None):
         self.epochs.close()
+
+
+class EpochLog(Callback):
+    """One plain line per epoch, as Keras's verbose=2 prints: `epoch 3/100 - 12.1 ms - loss:
+    0.1234 - accuracy: 0.95`; with `every_seconds`, at most one line per that many seconds (and
+    the last epoch's), which is what fit prints where its output is not a terminal (a log file
+    gets lines, not a bar's carriage-return redraws)."""
+
+    def __init__(self, every_seconds: float = 0.0, stream: TextIO | None = None) -> None:
+        self.every_seconds, self.stream = every_seconds, stream
+        self.started = self.last = 0.0
+
+    def on_train_begin(self, logs=None):
+        self.started = self.last = time.perf_counter()
+        self.last -= self.every_seconds  # the first epoch always prints
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now, total = time.perf_counter(), self.params.get("epochs", epoch + 1)
+        if now - self.last < self.every_seconds and epoch + 1 < total and not self.model.stop_training:
+            return
+        self.last = now
+        values = "".join(f" - {k}: {v:.4g}" for k, v in (logs or {}).items())
+        status = f" [{self.params['status']}]" if self.params.get("status") else ""
+        print(f"epoch {epoch + 1}/{total} - {(now - self.epoch_start) * 1e3:.1f} ms{values}{status}",
+              file=self.stream or sys.stdout, flush=True)
+
+
+def progress(verbose: int, stream: TextIO | None = None) -> list[Callback]:
+    """What fit shows for `verbose`: nothing (0), a bar (1) where the output is a terminal and
+    otherwise a line per second, one line per epoch (2)."""
+    out = stream or sys.stdout
+    if not verbose:
+        return []
+    if verbose >= 2:
+        return [EpochLog(0.0, stream)]
+    return [ProgressBar(stream=stream)] if out.isatty() else [EpochLog(1.0, stream)]
 
 
 class EarlyStopping(Callback):

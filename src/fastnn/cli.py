@@ -118,6 +118,11 @@ def _info(args: argparse.Namespace) -> int:
     from fastnn import allreduce
 
     print(f"distributed: {allreduce.describe()}")
+    from fastnn import optional
+
+    print("optional parts:")
+    for line in optional.report():
+        print(line)
     usable = fastnn.available_backends()
     print(f"backends usable here: {', '.join(usable)} (active: {fastnn.backend().name})")
     if "cupy" not in usable:
@@ -190,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--backend", default="numpy", choices=[*BACKEND_NAMES, "auto"])
     train.add_argument("--epochs", type=_count(0), default=None, help="override the example's epochs")
     train.add_argument("--batch-size", type=_count(1), default=None, help="default: the example's")
-    train.add_argument("--verbose", type=_count(0), default=1, help="0 hides the progress bar")
+    train.add_argument("--verbose", type=_count(0), default=1, help="0 hides the progress bar; 2 prints a line per epoch")
     train.add_argument("--plot", metavar="FILE",
                        help="write training curves (and the decision boundary) as PNG, PDF or SVG")
     train.add_argument("--save", metavar="FILE", help="save the trained model (.npz; load with fastnn.load)")

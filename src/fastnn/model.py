@@ -17,7 +17,7 @@ from fastnn import distributed as data_parallel
 from fastnn import losses, optimizers, training
 from fastnn.training import INFERENCE_BATCH
 from fastnn.backend import Backend, host_rng, resolve, to_numpy
-from fastnn.callbacks import Callback, History, ProgressBar
+from fastnn.callbacks import Callback, History, progress
 from fastnn.checks import check_count, check_features, check_number, check_sample_weights, check_targets
 from fastnn.engines import TrainState
 from fastnn.layers import Dense, Layer
@@ -254,8 +254,9 @@ class Sequential:
         `validation_split` holds out the last fraction of the rows, before shuffling, as
         validation data. `sample_weight` (one per row) and `class_weight` ({class: weight}) scale
         each sample's share of the loss (Keras's mean over the batch). Returns a History whose
-        `.history` maps "loss", metrics and "val_*" to lists. A progress bar (a ProgressBar
-        callback) shows unless verbose=0. With `nan_guard`, a NaN/Inf loss stops training with a
+        `.history` maps "loss", metrics and "val_*" to lists. verbose=1 shows a progress bar (a
+        ProgressBar) on a terminal and a line per second elsewhere (a log file), verbose=2 one
+        line per epoch (EpochLog), verbose=0 nothing. With `nan_guard`, a NaN/Inf loss stops training with a
         warning that names the epoch and batch. After fastnn.distributed.init() in a launch of
         several ranks, training is data-parallel: every rank passes the same arrays
         (`distributed="sharded"`: each its own part of the data, `batch_size` still global);
@@ -268,7 +269,7 @@ class Sequential:
             initial_epoch = check_count(initial_epoch, "initial_epoch", minimum=0)
             batch_size = None if batch_size is None else check_count(batch_size, "batch_size")
             sync_every = None if sync_every is None else check_count(sync_every, "sync_every")
-            hooks = [*_check_callbacks(callbacks), *([ProgressBar()] if verbose and data_parallel.is_root() else [])]
+            hooks = [*_check_callbacks(callbacks), *(progress(verbose) if data_parallel.is_root() else [])]
             x, y = self.prepare(x, _require_targets(y, "fit"))
             weights = check_sample_weights(sample_weight, class_weight, y, self.backend)
             (x, y), validation = _split(x, y, validation_split, validation_data is not None)
@@ -332,6 +333,11 @@ class Sequential:
         starts = tqdm(range(0, n, step), unit="batch", disable=not verbose)
         parts = [self._forward(x[i:min(i + step, n), ...]) for i in starts]
         return parts[0] if len(parts) == 1 else self.backend.xp.concat(parts, axis=0)
+
+    def __call__(self, x: Any) -> Any:
+        """model(x) is model.predict(x), for Keras and PyTorch habits (inference: no dropout,
+        no gradients; docs/guide/training.md#calling-a-model)."""
+        return self.predict(x)
 
     def _forward(self, x: Any) -> Any:
         for layer in self.layers:

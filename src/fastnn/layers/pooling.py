@@ -82,20 +82,24 @@ class AveragePooling2D(_Pooling2D):
 
     onnx_op = "AveragePool"
 
-    def build(self, input_shape: Any, rng: np.random.Generator, backend: Any) -> None:
-        super().build(input_shape, rng, backend)
-        self.counts = backend.asarray(_real_pixels(self.window).reshape(1, -1, 1))
+    def _counts(self) -> Any:
+        """How many real pixels each window position averages, as an array of the layer's
+        backend (made again after model.to moves the layer)."""
+        held = getattr(self, "_held_counts", None)
+        if held is None or held[0] is not self.backend:
+            held = self._held_counts = (self.backend, self.backend.asarray(_real_pixels(self.window).reshape(1, -1, 1)))
+        return held[1]
 
     def forward(self, x, need_dx=True, logits=False, train=False, ops=None):
         ops, xp, n = ops or self.backend.ops, self.backend.xp, x.shape[0]
-        positions, c = self.window.positions, self.output_shape[2]
+        positions, c, counts = self.window.positions, self.output_shape[2], self._counts()
         sums = xp.sum(self._windows(x, ops, train), axis=1)
-        y = xp.reshape(sums, (n, positions, c)) / self.counts
+        y = xp.reshape(sums, (n, positions, c)) / counts
 
         def backprop(dy):
             if not need_dx:
                 return None
-            share = xp.reshape(xp.reshape(dy, (n, positions, c)) / self.counts, (n * positions, 1, c))
+            share = xp.reshape(xp.reshape(dy, (n, positions, c)) / counts, (n * positions, 1, c))
             k = self.pool_size[0] * self.pool_size[1]
             return self._back(xp.broadcast_to(share, (n * positions, k, c)), n, ops, train)
 
