@@ -78,6 +78,26 @@ IMAGE_NETWORKS = {
 }
 
 
+@pytest.mark.parametrize("name", BACKENDS)
+def test_normalization_and_embedding_layers_run_in_onnx_runtime_as_predict(name, tmp_path):
+    from fastnn.layers import BatchNormalization, Embedding, LayerNormalization
+
+    with fastnn.use(name):
+        model = fastnn.Sequential([Embedding(7, 3), Flatten(), Dense(6), BatchNormalization(momentum=0.5),
+                                   LayerNormalization(), Dense(2)], input_shape=(4,), seed=0)
+        model.compile(fastnn.optimizers.Adam(0.01), "mse")
+        rng = np.random.default_rng(0)
+        ids = rng.integers(0, 7, (32, 4)).astype(np.float32)
+        model.fit(ids, rng.standard_normal((32, 2)), epochs=3, batch_size=8, verbose=0)
+        path = model.export_onnx(tmp_path / "tabular.onnx")
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    runtime = session(path)
+    for rows in BATCHES:
+        x = rng.integers(0, 7, (rows, 4)).astype(np.float32)
+        (served,) = runtime.run(["output"], {"input": x})
+        np.testing.assert_allclose(served, fastnn.to_numpy(model.predict(x)), rtol=1e-5, atol=1e-5)
+
+
 # ONNX Runtime's CPU provider has no float64 Conv: float64 files are only checked by onnx.checker
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("network", sorted(IMAGE_NETWORKS))

@@ -200,7 +200,7 @@ class LayerEngine(Engine):
     def gradients(self, spec: NetworkSpec, state: TrainState, x: Any, y: Any, weights: Any = None) -> tuple[Any, dict]:
         """(loss, metrics) of a batch, its gradients left in the layers; no update."""
         rows, n = self.ops.block_rows, x.shape[0]
-        if rows is None or n <= 2 * rows:
+        if rows is None or n <= 2 * rows or spec.whole_batch:
             return self.loss_and_metrics(spec, state, x, y, True, weights)
         return self._blocked_gradients(spec, state, x, y, rows, weights)
 

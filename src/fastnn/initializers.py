@@ -48,6 +48,18 @@ class Ones(Initializer):
         return np.ones(shape)
 
 
+class Uniform(Initializer):
+    """U(-limit, limit): Keras's RandomUniform, its default for Embedding tables (limit 0.05)."""
+
+    name = "uniform"
+
+    def __init__(self, limit: float = 0.05) -> None:
+        self.limit = float(limit)
+
+    def __call__(self, shape, rng):
+        return rng.uniform(-self.limit, self.limit, shape)
+
+
 class Normal(Initializer):
     """N(mean, std²). `Normal(std=0.1)` is the tutorials' `randn * 0.1`."""
 
@@ -114,9 +126,9 @@ class HeNormal(Initializer):
 
 INITIALIZERS: dict[str, type[Initializer]] = {
     cls.name: cls
-    for cls in (Zeros, Ones, Normal, StandardNormal, GlorotUniform, GlorotNormal, HeUniform, HeNormal)
+    for cls in (Zeros, Ones, Uniform, Normal, StandardNormal, GlorotUniform, GlorotNormal, HeUniform, HeNormal)
 }
-_ALIASES = {"randn": "standard_normal", "random_normal": "normal"}
+_ALIASES = {"randn": "standard_normal", "random_normal": "normal", "random_uniform": "uniform"}
 
 
 def normal(std: float = 1.0, mean: float = 0.0) -> Normal:

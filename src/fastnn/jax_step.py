@@ -15,14 +15,20 @@ from fastnn.engines import LayerEngine, TrainState
 from fastnn.spec import NetworkSpec
 
 
+# Layers whose step does host work a trace cannot: Dropout draws its masks from a host
+# generator, BatchNormalization keeps its moving statistics outside the parameters, Embedding
+# checks its ids on the host.
+EAGER_LAYERS = {"Dropout", "BatchNormalization", "Embedding"}
+
+
 class JaxStepEngine(LayerEngine):
-    """One jitted call per batch. Not for Dropout (its masks come from a host generator) nor
-    learning-rate schedules (the rate is set on the host each step): those train eagerly."""
+    """One jitted call per batch. Not for the EAGER_LAYERS nor learning-rate schedules (the
+    rate is set on the host each step): those train eagerly."""
 
     name = "jax-jit"
 
     def supports(self, spec: NetworkSpec, batch_size: int) -> bool:
-        return not spec.optimizer.scheduled and all(layer.kind != "Dropout" for layer in spec.layers)
+        return not spec.optimizer.scheduled and all(layer.kind not in EAGER_LAYERS for layer in spec.layers)
 
     def step(self, spec, state, x, y, weights=None):
         compiled_for, compiled = state.scratch.get(self.name, (None, None))

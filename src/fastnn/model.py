@@ -137,26 +137,29 @@ class Sequential:
         return self.layers[-1].output_dim
 
     def get_weights(self) -> list[np.ndarray]:
-        """A copy of every parameter as a host NumPy array: [W1, b1, W2, b2, ...] (a copy, since
-        the optimizer updates the parameters in place)."""
-        return [np.array(to_numpy(p), copy=True) for p in self.params]
+        """A copy of every parameter as a host NumPy array: [W1, b1, W2, b2, ...] per layer, its
+        trained parameters then its kept state, in Keras's order (BatchNormalization: gamma,
+        beta, moving_mean, moving_variance); a copy, since training updates them in place."""
+        return [np.array(to_numpy(p), copy=True) for layer in self.layers for p in (*layer.params, *layer.state)]
 
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Replace every parameter; host or backend arrays, same order and shapes as get_weights."""
         self._require_built()
-        current = self.params
+        current = [p for layer in self.layers for p in (*layer.params, *layer.state)]
         if len(weights) != len(current):
             raise ValueError(f"expected {len(current)} weight arrays, got {len(weights)}")
         new = []
         for i, (w, p) in enumerate(zip(weights, current)):
-            w = self.backend.asarray(w, self.backend.dtype, copy=True)  # converts host or foreign arrays
+            w = self.backend.asarray(w, p.dtype, copy=True)  # converts host or foreign arrays
             if tuple(w.shape) != tuple(p.shape):
                 raise ValueError(f"weight {i} has shape {tuple(w.shape)}, expected {tuple(p.shape)}")
             new.append(w)
         for layer in self.layers:
-            count = len(layer.params)
+            count, kept = len(layer.params), len(layer.state)
             layer.set_params(new[:count])
-            new = new[count:]
+            if kept:
+                layer.set_state(new[count:count + kept])
+            new = new[count + kept:]
 
     def to(self, backend: str | Backend, device: str | None = None) -> "Sequential":
         """Move weights and optimizer state, exactly, to another backend or device ("numpy",
@@ -166,6 +169,7 @@ class Sequential:
         for layer in self.layers:
             layer.backend = target
             layer.set_params([move(p) for p in layer.params])
+            layer.set_state([move(p) for p in layer.state])
             layer.grads = []
         if self.optimizer is not None:
             self.optimizer.map_state(move)
@@ -174,7 +178,8 @@ class Sequential:
         return self
 
     def count_params(self) -> int:
-        return sum(math.prod(p.shape) for p in self.params)
+        """Every number the model keeps: trained parameters and kept state, as Keras counts."""
+        return sum(math.prod(p.shape) for layer in self.layers for p in (*layer.params, *layer.state))
 
     def summary(self, print_fn: Any = print) -> str:
         """A table of layers, output shapes and parameter counts (printed and returned)."""
@@ -182,7 +187,7 @@ class Sequential:
         width = max(34, *(len(repr(layer)) + 2 for layer in self.layers))
         rows = [f"{'layer':<{width}}{'output':<18}{'params':>10}", "-" * (width + 28)]
         for layer in self.layers:
-            count = sum(math.prod(p.shape) for p in layer.params)
+            count = sum(math.prod(p.shape) for p in (*layer.params, *layer.state))
             rows.append(f"{layer!r:<{width}}{str((None, *layer.output_shape)):<18}{count:>10,}")
         rows += ["-" * (width + 28), f"total params: {self.count_params():,}   backend: {self.backend.name}, "
                  f"{self.backend.dtype_name}"]

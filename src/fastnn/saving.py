@@ -144,11 +144,12 @@ def _rebuild(arrays: dict[str, np.ndarray], config: dict, backend: str | None, d
         model = Sequential.from_config(config["model"])
     if weights_of is not None and model.built:
         arrays.update({f"weight_{i}": w for i, w in enumerate(weights_of(model))})
-    missing = [f"weight_{i}" for i in range(len(model.params)) if f"weight_{i}" not in arrays]
+    count = sum(len(layer.params) + len(layer.state) for layer in model.layers)  # as get_weights lists them
+    missing = [f"weight_{i}" for i in range(count) if f"weight_{i}" not in arrays]
     if missing:
         raise ValueError(f"{source} is an incomplete fastnn model file: it lacks {', '.join(missing)}")
     if model.built:
-        model.set_weights([arrays[f"weight_{i}"] for i in range(len(model.params))])
+        model.set_weights([arrays[f"weight_{i}"] for i in range(count)])
     settings = config.get("compile")
     if settings:
         model.compile(settings["optimizer"], settings["loss"], settings["metrics"])

@@ -65,6 +65,7 @@ class LayerSpec:
     regularized: bool = False  # a weight penalty adds to the loss
     weights: int = 0  # how many numbers its parameters hold
     output_shape: tuple[int, ...] = ()  # one output sample's shape
+    whole_batch: bool = False  # it computes statistics of the batch (BatchNormalization): no row blocks
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,10 @@ class NetworkSpec:
         return any(layer.regularized for layer in self.layers)
 
     @functools.cached_property
+    def whole_batch(self) -> bool:
+        return any(layer.whole_batch for layer in self.layers)
+
+    @functools.cached_property
     def dense_only(self) -> bool:
         return all(layer.kind == "Dense" for layer in self.layers)
 
@@ -130,7 +135,8 @@ def describe(layers: Sequence[Any], input_shape: Any, dtype: str, loss: Any = No
     widths = (math.prod(shape), *(layer.output_dim for layer in layers))
     layer_specs = tuple(LayerSpec(type(layer).__name__, layer.output_dim, activation_spec(layer.activation),
                                   len(layer.params), layer.regularized,
-                                  sum(math.prod(p.shape) for p in layer.params), tuple(layer.output_shape))
+                                  sum(math.prod(p.shape) for p in layer.params), tuple(layer.output_shape),
+                                  bool(getattr(layer, "needs_whole_batch", False)))
                         for layer in layers)
     for i, layer in enumerate(layer_specs):
         if layer.activation.name == "softmax" and layer.units == 1:

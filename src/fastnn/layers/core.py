@@ -40,8 +40,9 @@ class Layer:
     activation: activations.Activation = activations.Linear()
 
     def __init__(self, input_shape: Any = None) -> None:
-        self.params: list[Any] = []
+        self.params: list[Any] = []  # trained by the optimizer
         self.grads: list[Any] = []
+        self.state: list[Any] = []  # kept but not trained (BatchNormalization's moving statistics)
         self.input_shape: Shape | None = None if input_shape is None else as_shape(input_shape, "input_shape")
         self.output_shape: Shape | None = None
         self.backend: Backend | None = None
@@ -83,6 +84,9 @@ class Layer:
     def set_params(self, params: list[Any]) -> None:
         self.params = list(params)
         self.buffers.clear()
+
+    def set_state(self, state: list[Any]) -> None:
+        self.state = list(state)
 
     regularized = False  # whether penalty() adds to the loss
 
