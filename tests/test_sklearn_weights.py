@@ -95,3 +95,15 @@ def test_early_stopping_splits_the_repeated_rows():
     x, y = make_regression(300, 4, random_state=0)
     model = MLPRegressor((8,), early_stopping=True, max_iter=30, random_state=0).fit(x, y / 100, sample_weight=w)
     assert len(model.validation_scores_) == model.n_iter_ and model.best_validation_score_ is not None
+
+
+def test_partial_fit_sees_weights_as_repetition_too():
+    (x, y, w), (x_rep, y_rep) = weighted_and_repeated(make_classification, seed=5)
+    params = dict(hidden_layer_sizes=(8,), solver="sgd", batch_size=1000, random_state=0, learning_rate_init=0.05)
+    weighted, repeated = MLPClassifier(**params), MLPClassifier(**params)
+    for _ in range(5):
+        weighted.partial_fit(x, y, classes=[0, 1], sample_weight=w)
+        repeated.partial_fit(x_rep, y_rep, classes=[0, 1])
+    assert weighted.t_ == repeated.t_ == 5 * w.sum()
+    for a, b in zip(weighted.coefs_, repeated.coefs_):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
