@@ -82,17 +82,20 @@ class AveragePooling2D(_Pooling2D):
 
     onnx_op = "AveragePool"
 
-    def _counts(self) -> Any:
-        """How many real pixels each window position averages, as an array of the layer's
-        backend (made again after model.to moves the layer)."""
-        held = getattr(self, "_held_counts", None)
-        if held is None or held[0] is not self.backend:
-            held = self._held_counts = (self.backend, self.backend.asarray(_real_pixels(self.window).reshape(1, -1, 1)))
-        return held[1]
+    def build(self, input_shape: Any, rng: np.random.Generator, backend: Any) -> None:
+        super().build(input_shape, rng, backend)
+        self.set_params([])
+
+    def set_params(self, params: list[Any]) -> None:
+        """Also (re)makes the count of real pixels per window position on the layer's backend:
+        model.to calls this after moving the layer (outside any traced step)."""
+        super().set_params(params)
+        if self.window is not None and self.backend is not None:
+            self.counts = self.backend.asarray(_real_pixels(self.window).reshape(1, -1, 1))
 
     def forward(self, x, need_dx=True, logits=False, train=False, ops=None):
         ops, xp, n = ops or self.backend.ops, self.backend.xp, x.shape[0]
-        positions, c, counts = self.window.positions, self.output_shape[2], self._counts()
+        positions, c, counts = self.window.positions, self.output_shape[2], self.counts
         sums = xp.sum(self._windows(x, ops, train), axis=1)
         y = xp.reshape(sums, (n, positions, c)) / counts
 
