@@ -282,7 +282,8 @@ class _MLP(BaseEstimator):
             self._solver_state = self._new_optimizer(grad_scale)
         if network.optimizer is not self._solver_state:
             network.compile(self._solver_state, loss_name, metrics=[])  # scikit-learn scores on its own
-        self._solver_state.lr = self._fastnn_rate(grad_scale)
+        if self._solver_state.lr != self._fastnn_rate(grad_scale):
+            self._solver_state.lr = self._fastnn_rate(grad_scale)
         self.n_iter_ = 0
         bookkeeping = _Bookkeeping(self, network, weighting.samples, loss_scale, grad_scale, validation)
         network.fit(X, targets, epochs=1 if incremental else self.max_iter, batch_size=weighting.batch_rows(batch),
@@ -389,7 +390,9 @@ class _Bookkeeping(Callback):
                           and est.solver == "sgd" else message)
                 self.stopped = True
                 self.network.stop_training = True
-        self.network.optimizer.lr = est._fastnn_rate(self.grad_scale)
+        rate = est._fastnn_rate(self.grad_scale)
+        if rate != self.network.optimizer.lr:  # a new rate is a new spec: set it only when it changes
+            self.network.optimizer.lr = rate
 
     def _count_no_improvement(self) -> None:
         est = self.estimator
