@@ -353,19 +353,30 @@ def test_a_layer_before_any_shape_is_known_is_a_clear_error():
         model.fit(np.zeros((2, 9, 9, 1)), np.zeros((2, 98)), verbose=0)
 
 
+def case_window(case):
+    """(the Window of a CONV_CASES or POOL_CASES entry, its window size)."""
+    from fastnn.layers.windows import window
+
+    h, w, _, _, size, strides, padding = case
+    size = pairs(size)
+    return window((h, w), size, size if strides is None else pairs(strides), padding, "test"), size
+
+
+def kernel_tables(dtype):
+    """(the Numba ops table, the pure Array-API one) on numpy in dtype."""
+    from fastnn.kernels.cpu_ops import NumbaOps
+    from fastnn.ops import ArrayOps
+
+    be = fastnn.backend().with_options(dtype=dtype, kernels=True)
+    return NumbaOps(be), ArrayOps(be)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", CONV_CASES + POOL_CASES[:2], ids=[str(i) for i in range(len(CONV_CASES) + 2)])
 def test_the_window_kernels_equal_their_pure_twins(case, dtype):
-    from fastnn.kernels.cpu_ops import NumbaOps
-    from fastnn.layers.windows import window
-    from fastnn.ops import ArrayOps
-
     h, w, c, n, size, strides, padding = case
-    size = pairs(size)
-    strides = size if strides is None else pairs(strides)
-    win = window((h, w), size, strides, padding, "test")
-    be = fastnn.backend().with_options(dtype=dtype, kernels=True)
-    fused, pure = NumbaOps(be), ArrayOps(be)
+    win, size = case_window(case)
+    fused, pure = kernel_tables(dtype)
     rng = np.random.default_rng(9)
     x = rng.standard_normal((n, h, w, c)).astype(dtype)
     for fill in (0.0, -np.inf):
@@ -378,16 +389,9 @@ def test_the_window_kernels_equal_their_pure_twins(case, dtype):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", POOL_CASES, ids=[str(i) for i in range(len(POOL_CASES))])
 def test_the_max_pool_kernels_equal_their_pure_twins(case, dtype):
-    from fastnn.kernels.cpu_ops import NumbaOps
-    from fastnn.layers.windows import window
-    from fastnn.ops import ArrayOps
-
     h, w, c, n, size, strides, padding = case
-    size = pairs(size)
-    strides = size if strides is None else pairs(strides)
-    win = window((h, w), size, strides, padding, "test")
-    be = fastnn.backend().with_options(dtype=dtype, kernels=True)
-    fused, pure = NumbaOps(be), ArrayOps(be)
+    win, size = case_window(case)
+    fused, pure = kernel_tables(dtype)
     rng = np.random.default_rng(10)
     x = rng.standard_normal((n, h, w, c)).astype(dtype)
     y_fused, memo_fused = fused.max_pool(x, win, {})

@@ -140,12 +140,12 @@ class Sequential:
         """A copy of every parameter as a host NumPy array: [W1, b1, W2, b2, ...] per layer, its
         trained parameters then its kept state, in Keras's order (BatchNormalization: gamma,
         beta, moving_mean, moving_variance); a copy, since training updates them in place."""
-        return [np.array(to_numpy(p), copy=True) for layer in self.layers for p in (*layer.params, *layer.state)]
+        return [np.array(to_numpy(p), copy=True) for layer in self.layers for p in layer.weights]
 
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Replace every parameter; host or backend arrays, same order and shapes as get_weights."""
         self._require_built()
-        current = [p for layer in self.layers for p in (*layer.params, *layer.state)]
+        current = [p for layer in self.layers for p in layer.weights]
         if len(weights) != len(current):
             raise ValueError(f"expected {len(current)} weight arrays, got {len(weights)}")
         new = []
@@ -179,7 +179,7 @@ class Sequential:
 
     def count_params(self) -> int:
         """Every number the model keeps: trained parameters and kept state, as Keras counts."""
-        return sum(math.prod(p.shape) for layer in self.layers for p in (*layer.params, *layer.state))
+        return sum(math.prod(p.shape) for layer in self.layers for p in layer.weights)
 
     def summary(self, print_fn: Any = print) -> str:
         """A table of layers, output shapes and parameter counts (printed and returned)."""
@@ -187,7 +187,7 @@ class Sequential:
         width = max(34, *(len(repr(layer)) + 2 for layer in self.layers))
         rows = [f"{'layer':<{width}}{'output':<18}{'params':>10}", "-" * (width + 28)]
         for layer in self.layers:
-            count = sum(math.prod(p.shape) for p in (*layer.params, *layer.state))
+            count = sum(math.prod(p.shape) for p in layer.weights)
             rows.append(f"{layer!r:<{width}}{str((None, *layer.output_shape)):<18}{count:>10,}")
         rows += ["-" * (width + 28), f"total params: {self.count_params():,}   backend: {self.backend.name}, "
                  f"{self.backend.dtype_name}"]

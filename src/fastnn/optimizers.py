@@ -21,9 +21,10 @@ from fastnn.spec import OptimizerSpec
 
 
 class Hyperparameter:
-    """A float attribute, checked on every assignment (type and range), whose every assignment
+    """A float attribute, checked on every assignment (type and range), whose every change
     bumps the optimizer's `revision`, so that a model knows to rebuild its spec when a learning
-    rate changes between steps. `low`/`high` bound it; `low_open` excludes `low` itself."""
+    rate changes between steps (setting the value it has changes nothing: a new spec would make
+    the jitted JAX step compile again). `low`/`high` bound it; `low_open` excludes `low` itself."""
 
     def __init__(self, low: float = 0.0, high: float = math.inf, low_open: bool = False) -> None:
         self.low, self.high, self.low_open = low, high, low_open
@@ -44,6 +45,8 @@ class Hyperparameter:
 
     def store(self, obj: Any, value: float) -> None:
         """Set without the range check (a schedule may reach 0), still bumping the revision."""
+        if obj.__dict__.get(self.key) == float(value):
+            return
         obj.__dict__[self.key] = float(value)
         obj.revision = obj.__dict__.get("revision", 0) + 1
 

@@ -144,7 +144,7 @@ def _rebuild(arrays: dict[str, np.ndarray], config: dict, backend: str | None, d
         model = Sequential.from_config(config["model"])
     if weights_of is not None and model.built:
         arrays.update({f"weight_{i}": w for i, w in enumerate(weights_of(model))})
-    count = sum(len(layer.params) + len(layer.state) for layer in model.layers)  # as get_weights lists them
+    count = sum(len(layer.weights) for layer in model.layers)  # as get_weights lists them
     missing = [f"weight_{i}" for i in range(count) if f"weight_{i}" not in arrays]
     if missing:
         raise ValueError(f"{source} is an incomplete fastnn model file: it lacks {', '.join(missing)}")

@@ -34,7 +34,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, colu
 
 from fastnn import optimizers, regularizers
 from fastnn.backend import resolve, to_numpy, use
-from fastnn.callbacks import Callback
+from fastnn.callbacks import LambdaCallback
 from fastnn.layers import Dense
 from fastnn.model import Sequential
 from fastnn.sklearn_weights import Repetition, are_integers, as_repetition, split_repeated
@@ -282,18 +282,23 @@ class _MLP(BaseEstimator):
             self._solver_state = self._new_optimizer(grad_scale)
         if network.optimizer is not self._solver_state:
             network.compile(self._solver_state, loss_name, metrics=[])  # scikit-learn scores on its own
-        if self._solver_state.lr != self._fastnn_rate(grad_scale):
-            self._solver_state.lr = self._fastnn_rate(grad_scale)
-        self.n_iter_ = 0
-        bookkeeping = _Bookkeeping(self, network, weighting.samples, loss_scale, grad_scale, validation)
+        self._solver_state.lr = self._fastnn_rate(grad_scale)
+        self.n_iter_, self._best_weights, stopped = 0, network.get_weights(), []
+
+        def end_of_epoch(epoch: int, logs: dict) -> None:
+            if self._end_iteration(network, float(logs["loss"]) / loss_scale, weighting.samples, validation):
+                stopped.append(epoch)
+                network.stop_training = True
+            network.optimizer.lr = self._fastnn_rate(grad_scale)
+
         network.fit(X, targets, epochs=1 if incremental else self.max_iter, batch_size=weighting.batch_rows(batch),
                     shuffle=self.shuffle, sample_weight=weighting.weights, verbose=0, nan_guard=False,
-                    callbacks=[bookkeeping])
-        if not incremental and not bookkeeping.stopped and self.n_iter_ == self.max_iter:
+                    callbacks=[LambdaCallback(on_epoch_end=end_of_epoch)])
+        if not incremental and not stopped and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the optimization "
                           "hasn't converged yet.", ConvergenceWarning, stacklevel=4)
         if validation is not None:
-            network.set_weights(bookkeeping.best_weights)
+            network.set_weights(self._best_weights)
         self._read_back(network)
 
     def _batch(self, samples: float, rows: int) -> float:
@@ -346,68 +351,52 @@ class _MLP(BaseEstimator):
             return np.nan
         return float(self._score_predictions(y_val, outputs, w_val))
 
+    def _end_iteration(self, network: Sequential, loss: float, samples: float, validation: tuple | None) -> bool:
+        """scikit-learn's end of an iteration, after each fastnn epoch: n_iter_, t_, loss_curve_,
+        verbose, the tol / n_iter_no_change rule (on the loss, or on the held-out score), the
+        learning-rate schedule. Returns whether to stop, as scikit-learn would."""
+        self.loss_ = loss
+        self.n_iter_ += 1
+        self.t_ += int(samples) if float(samples).is_integer() else samples
+        self.loss_curve_.append(loss)
+        if self.verbose:
+            print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
+        self._count_no_improvement(network, validation)
+        adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
+        if self.solver == "sgd" and self.learning_rate == "invscaling":
+            self._rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
+        if self._no_improvement_count <= self.n_iter_no_change:
+            return False
+        what = "Validation score" if validation is not None else "Training loss"
+        message = f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs."
+        if adaptive and self._rate / 5 > MIN_ADAPTIVE_RATE:
+            self._rate /= 5.0
+            self._no_improvement_count = 0
+            if self.verbose:
+                print(f"{message} Setting learning rate to {self._rate:f}")
+            return False
+        if self.verbose:
+            print(f"{message} Learning rate too small. Stopping." if adaptive else message)
+        return True
+
+    def _count_no_improvement(self, network: Sequential, validation: tuple | None) -> None:
+        if validation is not None:
+            score = self._validation_score(network, validation)
+            self.validation_scores_.append(score)
+            if self.verbose:
+                print(f"Validation score: {score:f}")
+            self._no_improvement_count = self._no_improvement_count + 1 \
+                if score < self.best_validation_score_ + self.tol else 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_, self._best_weights = score, network.get_weights()
+        else:
+            self._no_improvement_count = self._no_improvement_count + 1 if self.loss_ > self.best_loss_ - self.tol else 0
+            self.best_loss_ = min(self.best_loss_, self.loss_)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
-
-
-class _Bookkeeping(Callback):
-    """scikit-learn's end of an iteration, after each fastnn epoch: n_iter_, t_, loss_curve_,
-    verbose, the tol / n_iter_no_change rule (on the loss, or on the held-out score), the
-    learning-rate schedule; stops the fit as scikit-learn would."""
-
-    def __init__(self, estimator: _MLP, network: Sequential, samples: float, loss_scale: float, grad_scale: float,
-                 validation: tuple | None) -> None:
-        super().__init__()
-        self.estimator, self.network, self.samples = estimator, network, samples
-        self.loss_scale, self.grad_scale, self.validation = loss_scale, grad_scale, validation
-        self.stopped, self.best_weights = False, network.get_weights()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        est = self.estimator
-        est.loss_ = float(logs["loss"]) / self.loss_scale
-        est.n_iter_ += 1
-        est.t_ += int(self.samples) if float(self.samples).is_integer() else self.samples
-        est.loss_curve_.append(est.loss_)
-        if est.verbose:
-            print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
-        self._count_no_improvement()
-        if est.solver == "sgd" and est.learning_rate == "invscaling":
-            est._rate = est.learning_rate_init / (est.t_ + 1) ** est.power_t
-        if est._no_improvement_count > est.n_iter_no_change:
-            what = "Validation score" if self.validation is not None else "Training loss"
-            message = (f"{what} did not improve more than tol={est.tol:f} for {est.n_iter_no_change} "
-                       "consecutive epochs.")
-            if est.solver == "sgd" and est.learning_rate == "adaptive" and est._rate / 5 > MIN_ADAPTIVE_RATE:
-                est._rate /= 5.0
-                est._no_improvement_count = 0
-                if est.verbose:
-                    print(f"{message} Setting learning rate to {est._rate:f}")
-            else:
-                if est.verbose:
-                    print(f"{message} Learning rate too small. Stopping." if est.learning_rate == "adaptive"
-                          and est.solver == "sgd" else message)
-                self.stopped = True
-                self.network.stop_training = True
-        rate = est._fastnn_rate(self.grad_scale)
-        if rate != self.network.optimizer.lr:  # a new rate is a new spec: set it only when it changes
-            self.network.optimizer.lr = rate
-
-    def _count_no_improvement(self) -> None:
-        est = self.estimator
-        if self.validation is not None:
-            score = est._validation_score(self.network, self.validation)
-            est.validation_scores_.append(score)
-            if est.verbose:
-                print(f"Validation score: {score:f}")
-            est._no_improvement_count = est._no_improvement_count + 1 if score < est.best_validation_score_ + est.tol \
-                else 0
-            if score > est.best_validation_score_:
-                est.best_validation_score_, self.best_weights = score, self.network.get_weights()
-        else:
-            est._no_improvement_count = est._no_improvement_count + 1 if est.loss_ > est.best_loss_ - est.tol else 0
-            est.best_loss_ = min(est.best_loss_, est.loss_)
 
 
 def _dense(X: Any) -> np.ndarray:

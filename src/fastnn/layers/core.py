@@ -88,6 +88,11 @@ class Layer:
     def set_state(self, state: list[Any]) -> None:
         self.state = list(state)
 
+    @property
+    def weights(self) -> list[Any]:
+        """The trained parameters, then the kept state: what get_weights lists, in Keras's order."""
+        return [*self.params, *self.state]
+
     regularized = False  # whether penalty() adds to the loss
 
     def penalty(self) -> Any:

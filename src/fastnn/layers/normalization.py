@@ -21,7 +21,30 @@ def _check(value: Any, what: str, layer: str, low: float, high: float | None = N
     return value
 
 
-class BatchNormalization(Layer):
+class _Normalization(Layer):
+    """What both normalizations share: epsilon, the optional gamma (`scale`) and beta
+    (`center`) over the last axis, and their parameters."""
+
+    def __init__(self, epsilon: float, center: bool, scale: bool, input_shape: Any) -> None:
+        super().__init__(input_shape)
+        name = type(self).__name__
+        self.epsilon = _check(epsilon, "epsilon", name, 0.0)
+        if self.epsilon == 0:
+            raise ValueError(f"{name} epsilon must be > 0, got 0")
+        self.center, self.scale = bool(center), bool(scale)
+
+    def build(self, input_shape: Any, rng: np.random.Generator, backend: Backend) -> None:
+        super().build(input_shape, rng, backend)
+        features = self.input_shape[-1]
+        self.set_params([backend.asarray(np.ones(features))] * self.scale + [backend.asarray(np.zeros(features))] * self.center)
+
+    def _gamma_beta(self) -> tuple[Any, Any]:
+        gamma = self.params[0] if self.scale else None
+        beta = self.params[-1] if self.center else None
+        return gamma, beta
+
+
+class BatchNormalization(_Normalization):
     """y = gamma * (x - mean) / sqrt(var + epsilon) + beta over the last axis, with the mean and
     variance of the batch (and of every position, for images) while training and the moving
     averages at inference. After each training step the moving averages follow PyTorch's rule:
@@ -33,23 +56,13 @@ class BatchNormalization(Layer):
 
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, center: bool = True, scale: bool = True,
                  input_shape: Any = None) -> None:
-        super().__init__(input_shape)
         self.momentum = _check(momentum, "momentum", "BatchNormalization", 0.0, 1.0)
-        self.epsilon = _check(epsilon, "epsilon", "BatchNormalization", 0.0)
-        if self.epsilon == 0:
-            raise ValueError("BatchNormalization epsilon must be > 0, got 0")
-        self.center, self.scale = bool(center), bool(scale)
+        super().__init__(epsilon, center, scale, input_shape)
 
     def build(self, input_shape: Any, rng: np.random.Generator, backend: Backend) -> None:
         super().build(input_shape, rng, backend)
         features = self.input_shape[-1]
-        self.set_params([backend.asarray(np.ones(features))] * self.scale + [backend.asarray(np.zeros(features))] * self.center)
         self.set_state([backend.asarray(np.zeros(features)), backend.asarray(np.ones(features))])
-
-    def _gamma_beta(self) -> tuple[Any, Any]:
-        gamma = self.params[0] if self.scale else None
-        beta = self.params[-1] if self.center else None
-        return gamma, beta
 
     def forward(self, x, need_dx=True, logits=False, train=False, ops=None):
         xp = self.backend.xp
@@ -120,22 +133,13 @@ class BatchNormalization(Layer):
         return f"BatchNormalization(momentum={self.momentum}, epsilon={self.epsilon})"
 
 
-class LayerNormalization(Layer):
+class LayerNormalization(_Normalization):
     """y = gamma * (x - mean) / sqrt(var + epsilon) + beta with each sample's mean and variance
     over its last axis (PyTorch's nn.LayerNorm over the last dimension). `get_weights` lists
     gamma, beta."""
 
     def __init__(self, epsilon: float = 1e-3, center: bool = True, scale: bool = True, input_shape: Any = None) -> None:
-        super().__init__(input_shape)
-        self.epsilon = _check(epsilon, "epsilon", "LayerNormalization", 0.0)
-        if self.epsilon == 0:
-            raise ValueError("LayerNormalization epsilon must be > 0, got 0")
-        self.center, self.scale = bool(center), bool(scale)
-
-    def build(self, input_shape: Any, rng: np.random.Generator, backend: Backend) -> None:
-        super().build(input_shape, rng, backend)
-        features = self.input_shape[-1]
-        self.set_params([backend.asarray(np.ones(features))] * self.scale + [backend.asarray(np.zeros(features))] * self.center)
+        super().__init__(epsilon, center, scale, input_shape)
 
     def forward(self, x, need_dx=True, logits=False, train=False, ops=None):
         xp = self.backend.xp
@@ -143,9 +147,9 @@ class LayerNormalization(Layer):
         centered = x - mean
         inv = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=-1, keepdims=True) + self.epsilon)
         normalized = centered * inv
-        gamma = self.params[0] if self.scale else None
+        gamma, beta = self._gamma_beta()
         y = normalized if gamma is None else normalized * gamma
-        y = y if not self.center else y + self.params[-1]
+        y = y if beta is None else y + beta
 
         def backprop(dy):
             sums = tuple(range(dy.ndim - 1))

@@ -17,8 +17,6 @@ from fastnn.layers.windows import Window, check_image_shape, check_padding, pair
 class _Pooling2D(Layer):
     """What both window poolings share: the arguments, the window, the shapes."""
 
-    fill = 0.0  # the value of padding positions
-
     def __init__(self, pool_size: Any = (2, 2), strides: Any = None, padding: str = "valid",
                  input_shape: Any = None) -> None:
         super().__init__(input_shape)
@@ -36,16 +34,6 @@ class _Pooling2D(Layer):
         h, w, c = input_shape
         self.window = window((h, w), self.pool_size, self.strides, self.padding, repr(self))
         return (*self.window.output_hw, c)
-
-    def _windows(self, x: Any, ops: Any, train: bool) -> Any:
-        """(n * positions, window size, channels): every window of x."""
-        k = self.pool_size[0] * self.pool_size[1]
-        cols = ops.im2col(x, self.window, self.fill, self.buffers if train else None)
-        return self.backend.xp.reshape(cols, (cols.shape[0], k, self.input_shape[2]))
-
-    def _back(self, dwindows: Any, n: int, ops: Any, train: bool) -> Any:
-        xp = self.backend.xp
-        return ops.col2im(xp.reshape(dwindows, (dwindows.shape[0], -1)), n, self.window, self.buffers if train else None)
 
     onnx_op = ""  # MaxPool or AveragePool
 
@@ -81,6 +69,16 @@ class AveragePooling2D(_Pooling2D):
     """The mean of each window, per channel (with padding="same": of its real pixels)."""
 
     onnx_op = "AveragePool"
+
+    def _windows(self, x: Any, ops: Any, train: bool) -> Any:
+        """(n * positions, window size, channels): every window of x."""
+        k = self.pool_size[0] * self.pool_size[1]
+        cols = ops.im2col(x, self.window, 0.0, self.buffers if train else None)
+        return self.backend.xp.reshape(cols, (cols.shape[0], k, self.input_shape[2]))
+
+    def _back(self, dwindows: Any, n: int, ops: Any, train: bool) -> Any:
+        xp = self.backend.xp
+        return ops.col2im(xp.reshape(dwindows, (dwindows.shape[0], -1)), n, self.window, self.buffers if train else None)
 
     def build(self, input_shape: Any, rng: np.random.Generator, backend: Any) -> None:
         super().build(input_shape, rng, backend)
