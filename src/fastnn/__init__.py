@@ -22,7 +22,8 @@ from fastnn.backend import (
 )
 from fastnn.callbacks import (Callback, EarlyStopping, EpochLog, History, LambdaCallback, LearningRateScheduler,
                               ModelCheckpoint, ProgressBar, ReduceLROnPlateau)
-from fastnn.model import Sequential
+from fastnn.graph import Input
+from fastnn.model import Model, Sequential
 from fastnn import jax_step  # noqa: F401  registers the jitted step engine of the "jax" backend
 from fastnn.activations import UnsupportedLayerError
 from fastnn.saving import SaveError, load
@@ -31,8 +32,8 @@ from fastnn.torch_interop import from_torch
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "BackendMismatchError", "BackendUnavailableError", "Callback", "EarlyStopping", "History",
-    "LambdaCallback", "EpochLog", "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "SaveError", "Sequential", "UnsupportedLayerError",
+    "Backend", "BackendMismatchError", "BackendUnavailableError", "Callback", "EarlyStopping", "History", "Input",
+    "LambdaCallback", "Model", "EpochLog", "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "SaveError", "Sequential", "UnsupportedLayerError",
     "activations", "asarray", "available_backends", "backend", "callbacks", "datasets", "distributed", "engines",
     "from_torch",
     "initializers",

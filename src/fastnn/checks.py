@@ -34,30 +34,30 @@ def as_backend_array(data: Any, be: Backend, what: str) -> Any:
         raise TypeError(f"{what} must be numeric (float, int or bool) data: {err}") from err
 
 
-def check_features(x: Any, be: Backend, input_shape: Any) -> Any:
+def check_features(x: Any, be: Backend, input_shape: Any, what: str = "x") -> Any:
     """x as a finite float array of `be`: (n, features) rows, or (n, *input_shape) samples of a
     model whose input is n-dimensional (images: (n, height, width, channels))."""
-    x = as_backend_array(x, be, "x")
+    x = as_backend_array(x, be, what)
     xp = be.xp
     shape = (input_shape,) if isinstance(input_shape, int) else None if input_shape is None else tuple(input_shape)
     flat = shape is None or len(shape) == 1
     if x.ndim < 2 or (flat and shape is not None and x.ndim != 2):
-        hint = "; use x.reshape(-1, 1) for a single feature" if x.ndim == 1 else ""
-        raise ValueError(f"x must be 2-D (n_samples, n_features), got shape {tuple(x.shape)}{hint}")
+        hint = f"; use {what}.reshape(-1, 1) for a single feature" if x.ndim == 1 else ""
+        raise ValueError(f"{what} must be 2-D (n_samples, n_features), got shape {tuple(x.shape)}{hint}")
     if x.shape[0] == 0:
-        raise ValueError("x is empty (0 samples)")
+        raise ValueError(f"{what} is empty (0 samples)")
     if any(d == 0 for d in x.shape[1:]):
-        raise ValueError(f"x has shape {tuple(x.shape)}: 0 features; each sample needs at least one")
+        raise ValueError(f"{what} has shape {tuple(x.shape)}: 0 features; each sample needs at least one")
     if shape is not None and flat and x.shape[1] != shape[0]:
-        raise ValueError(f"x has {x.shape[1]} features but the model's first layer expects {shape[0]}")
+        raise ValueError(f"{what} has {x.shape[1]} features but the model's first layer expects {shape[0]}")
     if shape is not None and not flat and tuple(x.shape[1:]) != shape:
         wanted = ", ".join(map(str, shape))
-        raise ValueError(f"x must have shape (n, {wanted}) for this model, got {tuple(x.shape)}"
-                         + (f"; reshape it with x.reshape(-1, {wanted})" if math.prod(x.shape[1:]) == math.prod(shape)
+        raise ValueError(f"{what} must have shape (n, {wanted}) for this model, got {tuple(x.shape)}"
+                         + (f"; reshape it with {what}.reshape(-1, {wanted})" if math.prod(x.shape[1:]) == math.prod(shape)
                             else "; channels go last (n, height, width, channels)"))
     if x.dtype != be.dtype:
         x = xp.astype(x, be.dtype)
-    check_finite(x, xp, "x")
+    check_finite(x, xp, what)
     return x
 
 

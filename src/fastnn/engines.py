@@ -172,26 +172,21 @@ class LayerEngine(Engine):
     def supports(self, spec: NetworkSpec, batch_size: int) -> bool:
         return True
 
-    def forward(self, spec: NetworkSpec, layers: list[Any], x: Any, train: bool) -> tuple[Any, list]:
-        """The last layer's output (its logits where the loss head is fused) and the backprops."""
-        backprops, last = [], len(layers) - 1
-        for i, layer in enumerate(layers):
-            x, backprop = layer.forward(x, need_dx=i > 0, logits=spec.head.fused and i == last, train=train,
-                                        ops=self.ops)
-            backprops.append(backprop)
-        return x, backprops
+    def forward(self, spec: NetworkSpec, layers: list[Any], x: Any, train: bool) -> tuple[Any, Callable[[Any], None]]:
+        """The output layer's output (its logits where the loss head is fused) and the backward
+        pass that leaves each layer's gradients in it (fastnn.graph.Graph.forward)."""
+        return spec.graph.forward(layers, x, self.backend.xp, train=train, logits=spec.head.fused, ops=self.ops)
 
     def loss_and_metrics(self, spec: NetworkSpec, state: TrainState, x: Any, y: Any, train: bool,
                          weights: Any = None) -> tuple[Any, dict]:
         """Forward, loss and metrics on a batch; when training, also backward (gradients into
         the layers) but no update."""
-        out, backprops = self.forward(spec, state.layers, x, train)
+        out, backward = self.forward(spec, state.layers, x, train)
         value, grad = self.ops.loss(spec.head.loss, out, y, state.scratch if train else None, weights)
         if spec.regularized:  # Keras reports the loss with the weight penalties
             value = value + sum(layer.penalty() for layer in state.layers)
         if train:
-            for backprop in reversed(backprops):
-                grad = backprop(grad)
+            backward(grad)
         if not spec.metrics:
             return value, {}
         y_pred = state.layers[-1].activation.forward(out) if spec.head.fused else out

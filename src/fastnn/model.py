@@ -1,4 +1,5 @@
-"""`Sequential`: a stack of layers with Keras's compile / fit / evaluate / predict.
+"""`Model`: layers wired as a graph (Keras's functional API) with compile / fit / evaluate /
+predict, and `Sequential`, the linear special case: a stack of layers, one after another.
 
 A model lives on the backend that was active when it was created (or the one named in
 `model.to(...)`); its weights, optimizer state and every array of a step stay there.
@@ -15,21 +16,37 @@ from tqdm.auto import tqdm
 from fastnn import layers as layers_module
 from fastnn import distributed as data_parallel
 from fastnn import losses, optimizers, training
+from fastnn.graph import Graph, pack_inputs, trace
 from fastnn.training import INFERENCE_BATCH
 from fastnn.backend import Backend, host_rng, resolve, to_numpy
 from fastnn.callbacks import Callback, History, progress
 from fastnn.checks import check_count, check_features, check_number, check_sample_weights, check_targets
 from fastnn.engines import TrainState
+from fastnn.activations import UnsupportedLayerError
 from fastnn.layers import Dense, Layer
 from fastnn.spec import NetworkSpec, describe
 
 
-class Sequential:
-    """Layers applied in order. `seed` fixes the initial weights (identical on every backend)
-    and the shuffling order; `dtype` is "float32" (default) or "float64"."""
+class Model:
+    """Layers wired from `inputs` to `outputs`, Keras's functional API:
 
-    def __init__(self, layers: Iterable[Layer] = (), seed: int | None = None, dtype: Any = None,
-                 input_shape: Any = None, input_dim: int | None = None) -> None:
+        x = fastnn.Input(shape=(13,)); c = fastnn.Input(shape=(), dtype="int64")
+        h = Concatenate()([Dense(64, "relu")(x), Flatten()(Embedding(100, 8)(c))])
+        model = fastnn.Model(inputs=[x, c], outputs=Dense(1)(h), seed=0)
+
+    `inputs` is one Input, a list, or a dict by name; fit, evaluate and predict then take x as
+    one array, a list in that order, or a dict by input name. `seed` fixes the initial weights
+    (identical on every backend) and the shuffling order; `dtype` is "float32" (default) or
+    "float64". The weights are made here: a Model is built from the start."""
+
+    def __init__(self, inputs: Any, outputs: Any, seed: int | None = None, dtype: Any = None) -> None:
+        self._start(seed, dtype)
+        layers, self._graph, _ = trace(inputs, outputs)
+        self.layers = layers
+        self._build_layers()
+
+    def _start(self, seed: int | None, dtype: Any) -> None:
+        """The state every model starts with: backend, generators, no layers, not compiled."""
         self.backend: Backend = resolve(None, dtype)
         self.layers: list[Layer] = []
         self.seed = seed
@@ -43,60 +60,23 @@ class Sequential:
         self._loss_buffers: dict = {}  # the loss kernels' scratch arrays, kept between steps
         self._state: TrainState | None = None
         self._forget_spec()
-        for layer in layers:
-            self.add(layer)
-        if input_shape is not None or input_dim is not None:
-            if input_shape is not None and input_dim is not None:
-                raise ValueError("give input_shape or input_dim, not both (input_dim=k is input_shape=(k,))")
-            shape = layers_module.as_shape(input_shape if input_shape is not None else input_dim, "input_shape")
-            if not self.built or self.input_shape != shape:
-                self.build(shape)
 
-    # -- construction ----------------------------------------------------------------------
+    @property
+    def graph(self) -> Graph:
+        """Which tensors each layer takes (fastnn.graph.Graph)."""
+        return self._graph
 
-    def add(self, layer: Layer) -> None:
-        if not isinstance(layer, Layer):
-            raise TypeError(f"expected a fastnn layer, got {type(layer).__name__}")
-        self.layers.append(layer)
-        self._forget_spec()
-        if self.built:  # extend a built model: build just the new layer
-            layer.build(self.layers[-2].output_shape, self._init_rng, self.backend)
-            if self.optimizer is not None:
-                self.optimizer.build(self.params)
-        elif len(self.layers) == 1 and layer.input_shape is not None:
-            self.build(layer.input_shape)
-
-    def build(self, input_shape: Any) -> None:
-        """Create every layer's weights for samples of `input_shape`: a tuple such as
-        (28, 28, 1) for images, channels last, or an int, the features of a flat row."""
-        if not self.layers:
-            raise ValueError("the model has no layers; add a Dense layer first")
-        shape = layers_module.as_shape(input_shape, "input_shape")
-        for layer in self.layers:
-            layer.build(shape, self._init_rng, self.backend)
-            shape = layer.output_shape
+    def _build_layers(self) -> None:
+        """Create every layer's weights, in running order, for the graph's input shapes."""
+        shapes = [spec.shape for spec in self.graph.inputs]
+        for layer, ids in zip(self.layers, self.graph.nodes):
+            given = [shapes[t] for t in ids]
+            layer.build(given if layer.merges else given[0], self._init_rng, self.backend)
+            shapes.append(layer.output_shape)
         self.built = True
         self._forget_spec()
         if self.optimizer is not None:
             self.optimizer.build(self.params)
-
-    @classmethod
-    def from_architecture(cls, architecture: Sequence[dict], seed: int | None = None, dtype: Any = None,
-                          kernel_initializer: Any = "glorot_uniform") -> "Sequential":
-        """A model from the tutorials' list-of-dicts format:
-        `[{"input_dim": 2, "output_dim": 25, "activation": "relu"}, ...]`."""
-        dense_layers = []
-        for i, spec in enumerate(architecture):
-            missing = {"input_dim", "output_dim"} - set(spec)
-            if missing:
-                raise ValueError(f"layer {i} of the architecture lacks {sorted(missing)}: {spec}")
-            if i and spec["input_dim"] != architecture[i - 1]["output_dim"]:
-                raise ValueError(f"layer {i} has input_dim {spec['input_dim']} but layer {i - 1} "
-                                 f"outputs {architecture[i - 1]['output_dim']}")
-            dense_layers.append(Dense(spec["output_dim"], spec.get("activation"),
-                                      kernel_initializer=spec.get("kernel_initializer", kernel_initializer),
-                                      input_dim=spec["input_dim"] if i == 0 else None))
-        return cls(dense_layers, seed=seed, dtype=dtype)
 
     def compile(self, optimizer: Any = "sgd", loss: Any = "mse", metrics: Sequence[Any] | None = None) -> None:
         """Choose the optimizer, the loss and the metrics reported by fit/evaluate (default:
@@ -123,14 +103,21 @@ class Sequential:
         return [g for layer in self.layers for g in layer.grads]
 
     @property
-    def input_shape(self) -> tuple[int, ...] | None:
-        """The shape of one input sample, e.g. (28, 28, 1) or (features,); None until built."""
-        return self.layers[0].input_shape if self.layers else None
+    def input_shape(self) -> Any:
+        """The shape of one input sample, e.g. (28, 28, 1) or (features,); a list of them for a
+        model of several inputs."""
+        shapes = [spec.shape for spec in self.graph.inputs]
+        return shapes[0] if len(shapes) == 1 else shapes
 
     @property
     def input_dim(self) -> int | None:
-        """The number of values in one input sample (a flat row's features)."""
-        return self.layers[0].input_dim if self.layers else None
+        """The number of values in one input sample (every input's, for several)."""
+        return self.graph.width
+
+    @property
+    def input_names(self) -> list[str]:
+        """The inputs' names: the keys of a dict x."""
+        return [spec.name for spec in self.graph.inputs]
 
     @property
     def output_dim(self) -> int:
@@ -161,7 +148,7 @@ class Sequential:
                 layer.set_state(new[count:count + kept])
             new = new[count + kept:]
 
-    def to(self, backend: str | Backend, device: str | None = None) -> "Sequential":
+    def to(self, backend: str | Backend, device: str | None = None) -> "Model":
         """Move weights and optimizer state, exactly, to another backend or device ("numpy",
         "cupy", "torch", "jax"; device "cuda", "mps"...); returns self."""
         target = resolve(backend, self.backend.dtype_name, device=device)
@@ -182,13 +169,18 @@ class Sequential:
         return sum(math.prod(p.shape) for layer in self.layers for p in layer.weights)
 
     def summary(self, print_fn: Any = print) -> str:
-        """A table of layers, output shapes and parameter counts (printed and returned)."""
+        """A table of layers, output shapes and parameter counts (printed and returned); a
+        graph's rows are numbered and say which inputs or rows each layer takes."""
         self._require_built()
-        width = max(34, *(len(repr(layer)) + 2 for layer in self.layers))
-        rows = [f"{'layer':<{width}}{'output':<18}{'params':>10}", "-" * (width + 28)]
-        for layer in self.layers:
+        graph, k = self.graph, len(self.graph.inputs)
+        labels = [repr(layer) if graph.linear else f"{i}: {layer!r}" for i, layer in enumerate(self.layers)]
+        width = max(34, *(len(label) + 2 for label in labels))
+        rows = [f"{'layer':<{width}}{'output':<18}{'params':>10}" + ("" if graph.linear else "  takes"),
+                "-" * (width + 28)]
+        for label, layer, ids in zip(labels, self.layers, graph.nodes):
             count = sum(math.prod(p.shape) for p in layer.weights)
-            rows.append(f"{layer!r:<{width}}{str((None, *layer.output_shape)):<18}{count:>10,}")
+            takes = "" if graph.linear else "  " + ", ".join(self.input_names[t] if t < k else str(t - k) for t in ids)
+            rows.append(f"{label:<{width}}{str((None, *layer.output_shape)):<18}{count:>10,}{takes}")
         rows += ["-" * (width + 28), f"total params: {self.count_params():,}   backend: {self.backend.name}, "
                  f"{self.backend.dtype_name}"]
         text = "\n".join(rows)
@@ -205,7 +197,7 @@ class Sequential:
         revision = getattr(self.optimizer, "revision", None)
         if self._spec is None or self._spec_revision != revision:
             self._require_built()
-            self._spec = describe(self.layers, self.input_shape, self.backend.dtype_name, self.loss, self.optimizer,
+            self._spec = describe(self.layers, self.graph, self.backend.dtype_name, self.loss, self.optimizer,
                                   self.metric_names)
             self._spec_revision = revision
         return self._spec
@@ -228,15 +220,17 @@ class Sequential:
     def prepare(self, x: Any, y: Any = None) -> tuple[Any, Any]:
         """(x, y) checked and converted for this model: arrays of its backend and dtype, y shaped
         as the loss wants it; builds the model from x's width if it is not built yet."""
-        x = check_features(x, self.backend, self.input_shape if self.built else None)
-        if not self.built:
-            self.build(tuple(x.shape[1:]))
+        x = self._check_inputs(x)
         if y is not None:
             if len(self.layers[-1].output_shape) != 1:
                 raise ValueError(f"the model outputs samples of shape {self.layers[-1].output_shape}, but a loss "
                                  "compares flat rows: end the model with Flatten() (and a Dense layer)")
             y = check_targets(y, self.backend, x.shape[0], self.output_dim, self.loss)
         return x, y
+
+    def _check_inputs(self, x: Any) -> Any:
+        """x (one array, a list or a dict of them) as the one array the engines take."""
+        return pack_inputs(self.graph, x, self.backend)
 
     # -- training --------------------------------------------------------------------------
 
@@ -345,9 +339,7 @@ class Sequential:
         return self.predict(x)
 
     def _forward(self, x: Any) -> Any:
-        for layer in self.layers:
-            x, _ = layer.forward(x, need_dx=False)
-        return x
+        return self.graph.forward(self.layers, x, self.backend.xp)[0]
 
     def save(self, path: Any) -> Any:
         """Write architecture, weights and optimizer state to one .npz file, or .safetensors by
@@ -374,6 +366,9 @@ class Sequential:
         """A torch.nn.Sequential with the same layers and a copy of the weights (docs/deploy.md)."""
         from fastnn.torch_interop import to_torch
 
+        if not self.graph.linear:
+            raise UnsupportedLayerError("to_torch converts a stack of layers (torch.nn.Sequential); this model is a "
+                                        "graph: export it with model.export_onnx(path), or save it with model.save")
         return to_torch(self)
 
     def __reduce__(self) -> tuple:
@@ -383,8 +378,114 @@ class Sequential:
         return restore, (state_arrays(self), self.backend.name, self.backend.device_name)
 
     def get_config(self) -> dict:
+        return {"class": "Model", "layers": [layer.get_config() for layer in self.layers],
+                "graph": self.graph.get_config(), "seed": self.seed, "dtype": self.backend.dtype_name}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Model":
+        """The model `get_config` describes, with fresh weights."""
+        model = cls.__new__(cls)
+        model._start(config.get("seed"), config.get("dtype"))
+        model.layers = [layers_module.from_config(c) for c in config["layers"]]
+        model._graph = Graph.from_config(config["graph"])
+        if len(model.graph.nodes) != len(model.layers):
+            raise ValueError(f"the model config has {len(model.layers)} layers but its graph {len(model.graph.nodes)}")
+        model._build_layers()
+        return model
+
+    def __repr__(self) -> str:
+        return f"Model(inputs={self.input_names}, layers={len(self.layers)}, backend={self.backend.name!r})"
+
+
+class Sequential(Model):
+    """Layers applied in order: a Model whose graph is a chain. `seed` fixes the initial
+    weights (identical on every backend) and the shuffling order; `dtype` is "float32"
+    (default) or "float64". It builds when it knows its input shape: from `input_shape`
+    (or `input_dim`), the first layer's, or the first data it sees."""
+
+    def __init__(self, layers: Iterable[Layer] = (), seed: int | None = None, dtype: Any = None,
+                 input_shape: Any = None, input_dim: int | None = None) -> None:
+        self._start(seed, dtype)
+        self._input_shape: tuple[int, ...] | None = None
+        for layer in layers:
+            self.add(layer)
+        if input_shape is not None or input_dim is not None:
+            if input_shape is not None and input_dim is not None:
+                raise ValueError("give input_shape or input_dim, not both (input_dim=k is input_shape=(k,))")
+            shape = layers_module.as_shape(input_shape if input_shape is not None else input_dim, "input_shape")
+            if not self.built or self.input_shape != shape:
+                self.build(shape)
+
+    @property
+    def graph(self) -> Graph:
+        if self._input_shape is None:
+            self._require_built()
+        return Graph.chain(self._input_shape, len(self.layers))
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The shape of one input sample, e.g. (28, 28, 1) or (features,); None until built."""
+        return self.layers[0].input_shape if self.layers else None
+
+    @property
+    def input_dim(self) -> int | None:
+        """The number of values in one input sample (a flat row's features)."""
+        return self.layers[0].input_dim if self.layers else None
+
+    def add(self, layer: Layer) -> None:
+        if not isinstance(layer, Layer):
+            raise TypeError(f"expected a fastnn layer, got {type(layer).__name__}")
+        if layer.merges:
+            raise TypeError(f"{layer!r} joins several tensors, which a Sequential stack has not: build a fastnn.Model "
+                            "with the functional API (docs/guide/functional.md)")
+        self.layers.append(layer)
+        self._forget_spec()
+        if self.built:  # extend a built model: build just the new layer
+            layer.build(self.layers[-2].output_shape, self._init_rng, self.backend)
+            if self.optimizer is not None:
+                self.optimizer.build(self.params)
+        elif len(self.layers) == 1 and layer.input_shape is not None:
+            self.build(layer.input_shape)
+
+    def build(self, input_shape: Any) -> None:
+        """Create every layer's weights for samples of `input_shape`: a tuple such as
+        (28, 28, 1) for images, channels last, or an int, the features of a flat row."""
+        if not self.layers:
+            raise ValueError("the model has no layers; add a Dense layer first")
+        shape = layers_module.as_shape(input_shape, "input_shape")
+        if shape == ():
+            raise ValueError("a Sequential model takes samples of at least one value; for one id per sample, use "
+                             "fastnn.Input(shape=(), dtype='int64') and a fastnn.Model")
+        self._input_shape = shape
+        self._build_layers()
+
+    def _check_inputs(self, x: Any) -> Any:
+        x = check_features(x, self.backend, self.input_shape if self.built else None)
+        if not self.built:
+            self.build(tuple(x.shape[1:]))
+        return x
+
+    @classmethod
+    def from_architecture(cls, architecture: Sequence[dict], seed: int | None = None, dtype: Any = None,
+                          kernel_initializer: Any = "glorot_uniform") -> "Sequential":
+        """A model from the tutorials' list-of-dicts format:
+        `[{"input_dim": 2, "output_dim": 25, "activation": "relu"}, ...]`."""
+        dense_layers = []
+        for i, spec in enumerate(architecture):
+            missing = {"input_dim", "output_dim"} - set(spec)
+            if missing:
+                raise ValueError(f"layer {i} of the architecture lacks {sorted(missing)}: {spec}")
+            if i and spec["input_dim"] != architecture[i - 1]["output_dim"]:
+                raise ValueError(f"layer {i} has input_dim {spec['input_dim']} but layer {i - 1} "
+                                 f"outputs {architecture[i - 1]['output_dim']}")
+            dense_layers.append(Dense(spec["output_dim"], spec.get("activation"),
+                                      kernel_initializer=spec.get("kernel_initializer", kernel_initializer),
+                                      input_dim=spec["input_dim"] if i == 0 else None))
+        return cls(dense_layers, seed=seed, dtype=dtype)
+
+    def get_config(self) -> dict:
         shape = self.input_shape
-        return {"layers": [layer.get_config() for layer in self.layers], "seed": self.seed,
+        return {"class": "Sequential", "layers": [layer.get_config() for layer in self.layers], "seed": self.seed,
                 "dtype": self.backend.dtype_name, "input_dim": self.input_dim if shape and len(shape) == 1 else None,
                 "input_shape": None if shape is None else list(shape)}
 
@@ -399,6 +500,12 @@ class Sequential:
 
     def __repr__(self) -> str:
         return f"Sequential({self.layers!r}, backend={self.backend.name!r})"
+
+
+def from_config(config: dict) -> Model:
+    """The Model or Sequential that `get_config` described (files from before fastnn.Model
+    describe a Sequential without saying so)."""
+    return (Model if config.get("class") == "Model" else Sequential).from_config(config)
 
 
 def _pair(validation_data: Any) -> tuple[Any, Any]:

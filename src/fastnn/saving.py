@@ -138,10 +138,10 @@ def _rebuild(arrays: dict[str, np.ndarray], config: dict, backend: str | None, d
     """The model of `config` with its arrays; `weights_of(model)` gives the weights when the
     arrays do not hold them as weight_<i>."""
     from fastnn.backend import use
-    from fastnn.model import Sequential
+    from fastnn.model import from_config
 
     with use(backend, device=device) if backend else contextlib.nullcontext():
-        model = Sequential.from_config(config["model"])
+        model = from_config(config["model"])
     if weights_of is not None and model.built:
         arrays.update({f"weight_{i}": w for i, w in enumerate(weights_of(model))})
     count = sum(len(layer.weights) for layer in model.layers)  # as get_weights lists them

@@ -109,6 +109,7 @@ class NetworkSpec:
     head: LossHead | None = None  # None until compiled
     optimizer: OptimizerSpec | None = None
     metrics: tuple[MetricSpec, ...] = ()
+    graph: Any = None  # the fastnn.graph.Graph: which tensors each layer takes
 
     @functools.cached_property
     def parameter_count(self) -> int:
@@ -124,15 +125,15 @@ class NetworkSpec:
 
     @functools.cached_property
     def dense_only(self) -> bool:
-        return all(layer.kind == "Dense" for layer in self.layers)
+        """A chain of Dense layers on one input: what the compiled and fused Dense engines train."""
+        return self.graph.linear and all(layer.kind == "Dense" for layer in self.layers)
 
 
-def describe(layers: Sequence[Any], input_shape: Any, dtype: str, loss: Any = None, optimizer: Any = None,
+def describe(layers: Sequence[Any], graph: Any, dtype: str, loss: Any = None, optimizer: Any = None,
              metric_names: Sequence[Any] = ()) -> NetworkSpec:
-    """The spec of built `layers` on samples of `input_shape` (a tuple, or an int: features),
-    compiled with loss, optimizer and metrics."""
-    shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
-    widths = (math.prod(shape), *(layer.output_dim for layer in layers))
+    """The spec of built `layers` wired as `graph` (a fastnn.graph.Graph), compiled with loss,
+    optimizer and metrics."""
+    widths = (graph.width, *(layer.output_dim for layer in layers))
     layer_specs = tuple(LayerSpec(type(layer).__name__, layer.output_dim, activation_spec(layer.activation),
                                   len(layer.params), layer.regularized,
                                   sum(math.prod(p.shape) for p in layer.params), tuple(layer.output_shape),
@@ -144,12 +145,12 @@ def describe(layers: Sequence[Any], input_shape: Any, dtype: str, loss: Any = No
                              "For two classes use Dense(1, 'sigmoid') with binary_crossentropy, or Dense(2, 'softmax') "
                              "with categorical_crossentropy")
     if loss is None:
-        return NetworkSpec(widths, layer_specs, dtype)
+        return NetworkSpec(widths, layer_specs, dtype, graph=graph)
     fused = loss.fused_with(layers[-1].activation)
     head = LossHead(fused, True, fused.code) if fused is not None else LossHead(loss, False, loss.code)
     resolved = (metrics.get(name, widths[-1]) for name in metric_names)
     metric_specs = tuple(MetricSpec(name, fn, METRIC_CODES.get(fn)) for name, fn in resolved)
-    return NetworkSpec(widths, layer_specs, dtype, head, optimizer.spec(), metric_specs)
+    return NetworkSpec(widths, layer_specs, dtype, head, optimizer.spec(), metric_specs, graph)
 
 
 def activation_spec(activation: Any) -> ActivationSpec:

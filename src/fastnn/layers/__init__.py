@@ -1,20 +1,22 @@
 """fastnn's layers, with Keras's names and arguments: flat ones (`Dense`, `Activation`,
 `Dropout`), convolutions (`Conv2D`, `Conv1D`), pooling (`MaxPooling2D`, `AveragePooling2D`,
 `GlobalAveragePooling2D`), reshaping (`Flatten`, `Reshape`), normalization
-(`BatchNormalization`, `LayerNormalization`) and `Embedding`. Images are channels last."""
+(`BatchNormalization`, `LayerNormalization`), `Embedding`, and the functional API's merging
+layers (`Add`, `Concatenate`). Images are channels last."""
 
 from __future__ import annotations
 
 from fastnn.layers.convolution import Conv1D, Conv2D
 from fastnn.layers.core import Activation, Backprop, Dense, Dropout, Layer, as_shape
 from fastnn.layers.embedding import Embedding
+from fastnn.layers.merging import Add, Concatenate
 from fastnn.layers.normalization import BatchNormalization, LayerNormalization
 from fastnn.layers.pooling import AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D
 from fastnn.layers.reshaping import Flatten, Reshape
 
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in (
     Dense, Activation, Dropout, Conv2D, Conv1D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten,
-    Reshape, BatchNormalization, LayerNormalization, Embedding)}
+    Reshape, BatchNormalization, LayerNormalization, Embedding, Add, Concatenate)}
 
 __all__ = ["Layer", "Backprop", "as_shape", "from_config", "LAYERS", *LAYERS]
 

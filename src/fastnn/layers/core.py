@@ -26,9 +26,10 @@ Shape = tuple[int, ...]
 
 
 def as_shape(shape: Any, what: str) -> Shape:
-    """A sample shape as a tuple of positive ints, from an int or a sequence of them."""
+    """A sample shape as a tuple of positive ints, from an int or a sequence of them (() is one
+    value per sample: a category id, say)."""
     dims = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape) if isinstance(shape, (tuple, list)) else None
-    if not dims or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in dims):
+    if dims is None or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in dims):
         raise ValueError(f"{what} must be a positive int or a tuple of them, got {shape!r}")
     return tuple(int(d) for d in dims)
 
@@ -38,6 +39,7 @@ class Layer:
     `input_shape` may be given to the first layer (or to Sequential) to build at once."""
 
     activation: activations.Activation = activations.Linear()
+    merges = False  # whether it takes a list of tensors (Add, Concatenate) rather than one
 
     def __init__(self, input_shape: Any = None) -> None:
         self.params: list[Any] = []  # trained by the optimizer
@@ -62,6 +64,17 @@ class Layer:
         shape = self._check_input_shape(as_shape(input_shape, "input shape"))
         self.input_shape, self.backend = shape, backend
         self.output_shape = self.compute_output_shape(shape)
+
+    def __call__(self, inputs: Any) -> Any:
+        """The functional API: this layer applied to a fastnn.Input tensor (or another layer's
+        output), a symbolic tensor of the output shape; nothing is computed until a Model runs."""
+        from fastnn.graph import call_layer
+
+        return call_layer(self, inputs)
+
+    def output_shape_for(self, input_shape: Shape) -> Shape:
+        """The output sample shape for inputs of `input_shape`, checked, without building."""
+        return self.compute_output_shape(self._check_input_shape(as_shape(input_shape, "input shape")))
 
     def _check_input_shape(self, shape: Shape) -> Shape:
         if self.input_shape is not None and self.input_shape != shape:
