@@ -1,5 +1,6 @@
 """`model.export_onnx(path)`: the model's inference graph as one ONNX file (opset OPSET), input
-"input" of shape (batch, features) with a dynamic batch axis, output "output". Each layer adds
+"input" of shape (batch, features) with a dynamic batch axis (a fastnn.Model of several inputs:
+one per input, by its name; integer inputs as int64), output "output". Each layer adds
 its own nodes (`Layer.onnx_nodes(graph, x)`), each activation its own (`Activation.onnx_nodes`);
 this module only holds the graph being built and writes the file. Needs `fastnn[onnx]`.
 """
@@ -69,16 +70,20 @@ class OnnxGraph:
         self.nodes.append(self.helper.make_node(op, inputs, [output], name=output, **attributes))
         return output
 
-    def model(self, input_shape: tuple[int, ...], output_tensor: str, output_dim: int, doc: str) -> Any:
-        """The ModelProto whose graph maps INPUT (batch, *input_shape) to OUTPUT (batch, output_dim)."""
+    def model(self, inputs: list[tuple[str, tuple[int, ...], bool]], output_tensor: str, output_dim: int,
+              doc: str) -> Any:
+        """The ModelProto whose graph maps each (name, sample shape, holds ids) input, of shape
+        (batch, *shape), to OUTPUT (batch, output_dim)."""
         from onnx import TensorProto, helper
 
-        if output_tensor == INPUT:  # a graph output may not be its input
-            output_tensor = self.node("Identity", [INPUT])
+        if output_tensor in {name for name, _, _ in inputs}:  # a graph output may not be its input
+            output_tensor = self.node("Identity", [output_tensor])
         for node in self.nodes:
             node.output[:] = [OUTPUT if out == output_tensor else out for out in node.output]
         elem = helper.np_dtype_to_tensor_dtype(self.dtype)
-        graph = helper.make_graph(self.nodes, "fastnn", [helper.make_tensor_value_info(INPUT, elem, [BATCH, *input_shape])],
+        graph_inputs = [helper.make_tensor_value_info(name, TensorProto.INT64 if ids else elem, [BATCH, *shape])
+                        for name, shape, ids in inputs]
+        graph = helper.make_graph(self.nodes, "fastnn", graph_inputs,
                                   [helper.make_tensor_value_info(OUTPUT, elem, [BATCH, output_dim])],
                                   initializer=self.initializers)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fastnn",
@@ -96,11 +101,17 @@ def to_onnx(model: Any) -> Any:
     if not model.built:
         raise RuntimeError("cannot export a model that is not built: it has no weights yet; give the first "
                            "layer input_dim, or call model.build(n_features) or fit first")
-    graph = OnnxGraph(model.backend.dtype_name)
-    x = INPUT
-    for layer in model.layers:
-        x = layer.onnx_nodes(graph, x)
-    proto = graph.model(model.input_shape, x, model.output_dim, doc=repr(model))
+    from onnx import helper
+
+    graph, wiring = OnnxGraph(model.backend.dtype_name), model.graph
+    inputs = [(INPUT if len(wiring.inputs) == 1 else spec.name, spec.shape, spec.kind == "int")
+              for spec in wiring.inputs]
+    elem = helper.np_dtype_to_tensor_dtype(graph.dtype)
+    tensors = [graph.node("Cast", [name], to=elem) if ids else name for name, _, ids in inputs]  # as fit packs them
+    for layer, ids in zip(model.layers, wiring.nodes):
+        given = [tensors[t] for t in ids]
+        tensors.append(layer.onnx_nodes(graph, given if layer.merges else given[0]))
+    proto = graph.model(inputs, tensors[-1], model.output_dim, doc=repr(model))
     onnx.checker.check_model(proto, full_check=True)
     return proto
 
