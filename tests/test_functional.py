@@ -123,7 +123,7 @@ def test_pickling_moving_and_training_tools_work_on_graphs():
     assert "3: Concatenate(axis=-1)" in text and "num" in text and "takes" in text
     assert np.asarray(model([num, cat])).shape == (80, 3)  # model(x) is predict
     clone = fastnn.Model.from_config(model.get_config())
-    assert [type(a) for a in clone.layers] == [type(a) for a in model.layers] and clone.count_params() == 293
+    assert [type(a) for a in clone.layers] == [type(a) for a in model.layers] and clone.count_params() == 321
 
 
 def test_a_linear_graph_of_dense_layers_takes_the_sequential_fast_paths():
