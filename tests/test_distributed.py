@@ -118,6 +118,18 @@ def test_model_averaging_every_step_is_sgd_on_both_halves_and_keeps_ranks_equal(
     assert got["4"]["history"]["loss"][1] < got["4"]["history"]["loss"][0]
 
 
+def test_a_graph_with_batch_normalization_trains_data_parallel_and_its_ranks_stay_equal(tmp_path):
+    """Each rank normalizes with its own rows' statistics (as PyTorch's DDP without SyncBatchNorm);
+    the moving statistics are averaged in the gradients' all-reduce, so every rank keeps the
+    same model."""
+    run = launch("graph", tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"graph_{r}.json").read_text()) for r in (0, 1)]
+    for a, b in zip(ranks[0]["weights"], ranks[1]["weights"]):  # moving mean and variance included
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    assert ranks[0]["loss"] == ranks[1]["loss"] and ranks[0]["loss"][-1] < ranks[0]["loss"][0]
+
+
 def test_only_rank_0_writes_files_and_shows_progress(tmp_path):
     run = launch("side_effects", tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]

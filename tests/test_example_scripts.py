@@ -18,5 +18,6 @@ def test_the_example_script_runs(script, tmp_path):
     assert run.stdout.strip()
 
 
-def test_there_are_the_three_scripts():
-    assert {s.name for s in SCRIPTS} >= {"digits_early_stopping.py", "regression.py", "custom_callback.py"}
+def test_there_are_the_scripts():
+    assert {s.name for s in SCRIPTS} >= {"digits_early_stopping.py", "regression.py", "custom_callback.py",
+                                         "tabular.py", "deep_residual.py"}

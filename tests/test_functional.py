@@ -215,3 +215,30 @@ def test_bad_inputs_to_fit_are_clear_errors_naming_the_input():
         two_input_model("float32").predict([num, np.full(10, 2 ** 25)])
     with pytest.raises(ValueError, match=r"x\['num'\] contains 1 NaN"):
         model.predict([np.where(num == num[0, 0], np.nan, num), cat])
+
+
+def residual_graph():
+    x = fastnn.Input(shape=(4,))
+    h = Dense(6, "tanh")(x)
+    h = Add()([h, Dense(6, "relu")(h)])
+    return fastnn.Model(x, Dense(1)(Concatenate()([h, x])), seed=2, dtype="float64")
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_a_graph_trains_the_same_on_every_backend_and_moves_between_them(name):
+    """On JAX the graph (no eager layers) trains through the jitted step."""
+    rng = np.random.default_rng(5)
+    xs, ys = rng.standard_normal((48, 4)), rng.standard_normal(48)
+    with fastnn.use("numpy", dtype="float64"):
+        reference = residual_graph()
+        reference.compile("adam", "mse")
+        expected = reference.fit(xs, ys, epochs=3, batch_size=16, shuffle=False, verbose=0).history["loss"]
+    with fastnn.use(name, dtype="float64"):
+        model = residual_graph()
+        model.compile("adam", "mse")
+        losses = model.fit(xs, ys, epochs=3, batch_size=16, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(losses, expected, rtol=1e-9)
+    before = to_np(model.predict(xs))
+    model.to("numpy")
+    np.testing.assert_allclose(to_np(model.predict(xs)), before, rtol=1e-12)
+    assert model.fit(xs, ys, epochs=1, verbose=0).history["loss"][0] < expected[0]

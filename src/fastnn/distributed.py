@@ -233,7 +233,11 @@ class DataParallelEngine(LayerEngine):
             lo, hi = self.comm.share(x.shape[0])
             x, y, weights = x[lo:hi, ...], y[lo:hi, ...], None if weights is None else weights[lo:hi, ...]
         value, values = self.gradients(spec, state, x, y, weights) if x.shape[0] else self._nothing(spec, state)
-        *state.grads, scalars = self.comm.mean([*state.grads, self._scalars(value, values)], self.backend, x.shape[0])
+        grads, kept = state.grads, state.kept  # kept: moving statistics, averaged in the same all-reduce
+        *merged, scalars = self.comm.mean([*grads, *kept, self._scalars(value, values)], self.backend, x.shape[0])
+        state.grads = merged[:len(grads)]
+        if kept:
+            state.kept = merged[len(grads):]
         state.params = state.optimizer.apply(state.params, state.grads, self.ops)
         return scalars[0], {key: scalars[i + 1] for i, key in enumerate(values)}
 
@@ -312,12 +316,15 @@ class ModelAveragingEngine(Engine):
         xp, dtype, device = self.backend.xp, self.backend.dtype, self.backend.device
         logs = xp.stack([xp.asarray(logs.get(k, 0.0), dtype=dtype, device=device) for k in keys] +
                         [xp.asarray(1.0, dtype=dtype, device=device)])
-        *summed, scalars = self.comm.sum([*state.params, *(state.slots[i][name] for i, name in slots), logs * rows],
-                                         self.backend)
+        kept = state.kept  # moving statistics
+        *summed, scalars = self.comm.sum([*state.params, *kept, *(state.slots[i][name] for i, name in slots),
+                                          logs * rows], self.backend)
         mean = [a / self.comm.size for a in summed]  # new arrays: none shares the flat buffer
         for layer in state.layers:
             layer.set_params(mean[:len(layer.params)])
             mean = mean[len(layer.params):]
+        if kept:
+            state.kept, mean = mean[:len(kept)], mean[len(kept):]
         for (i, name), value in zip(slots, mean):
             state.slots[i][name] = value
         state.iterations = self.comm.broadcast(state.iterations)

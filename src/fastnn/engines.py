@@ -54,6 +54,18 @@ class TrainState:
             layer.grads, new = list(new[:len(layer.params)]), new[len(layer.params):]
 
     @property
+    def kept(self) -> list[Any]:
+        """The layers' kept state (BatchNormalization's moving statistics), in layer order."""
+        return [s for layer in self.layers for s in layer.state]
+
+    @kept.setter
+    def kept(self, new: list[Any]) -> None:
+        for layer in self.layers:
+            if layer.state:
+                mine, new = new[:len(layer.state)], new[len(layer.state):]
+                layer.set_state(mine)
+
+    @property
     def slots(self) -> list[dict[str, Any]]:
         """The optimizer's state arrays, one dict per parameter."""
         return self.optimizer.state

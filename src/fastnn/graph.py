@@ -159,27 +159,34 @@ class Graph:
             start += spec.size
         return parts
 
+    @functools.cached_property
+    def _steps(self) -> tuple[tuple[tuple[int, ...], bool], ...]:
+        """Per node: the tensor ids it takes, and whether it needs a gradient for any of them
+        (not for the model's inputs)."""
+        k = len(self.inputs)
+        return tuple((ids, any(t >= k for t in ids)) for ids in self.nodes)
+
     def forward(self, layers: Sequence[Any], x: Any, xp: Any, train: bool = False, logits: bool = False,
                 ops: Any = None) -> tuple[Any, Callable[[Any], None]]:
         """The output for x (the last layer's logits with `logits`), and `backward(d output)`,
         which runs every layer's backprop in reverse order and leaves the gradients in the layers.
         A tensor that feeds several layers gets the sum of their gradients."""
         values, backprops, k, last = self.split(x, xp), [], len(self.inputs), len(self.nodes) - 1
-        for i, (layer, ids) in enumerate(zip(layers, self.nodes)):
+        for i, (layer, (ids, need_dx)) in enumerate(zip(layers, self._steps)):
             args = [values[t] for t in ids]
-            y, backprop = layer.forward(args if layer.merges else args[0], need_dx=any(t >= k for t in ids),
+            y, backprop = layer.forward(args if layer.merges else args[0], need_dx=need_dx,
                                         logits=logits and i == last, train=train, ops=ops)
             values.append(y)
             backprops.append(backprop)
 
         def backward(grad: Any) -> None:
-            grads = {k + last: grad}
+            grads: list[Any] = [None] * len(values)
+            grads[-1] = grad
             for i in range(last, -1, -1):
-                dx = backprops[i](grads.pop(k + i))
-                ids = self.nodes[i]
-                for t, d in zip(ids, dx if layers[i].merges else [dx]):
+                dx = backprops[i](grads[k + i])
+                for t, d in zip(self.nodes[i], dx if layers[i].merges else (dx,)):
                     if t >= k and d is not None:
-                        grads[t] = d if t not in grads else grads[t] + d
+                        grads[t] = d if grads[t] is None else grads[t] + d
 
         return values[-1], backward
 

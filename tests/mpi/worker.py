@@ -142,6 +142,22 @@ def info(out: Path) -> None:
         comm.reducer(fastnn.backend())
 
 
+def graph(out: Path) -> None:
+    """A two-input fastnn.Model with BatchNormalization, data-parallel: every rank writes its own
+    weights, moving statistics and losses."""
+    from fastnn.layers import Add, BatchNormalization, Concatenate, Embedding, Flatten
+
+    x, y = data()
+    ids = (x[:, 2] > 0).astype(np.int64) + 2 * (x[:, 0] > 0)
+    num, cat = fastnn.Input(shape=(3,)), fastnn.Input(shape=(), dtype="int64")
+    h = BatchNormalization(momentum=0.8)(Concatenate()([Dense(8, "tanh")(num), Flatten()(Embedding(4, 2)(cat))]))
+    net = fastnn.Model([num, cat], Dense(1, "sigmoid")(Add()([h, Dense(10, "tanh")(h)])), seed=1)
+    net.compile(fastnn.optimizers.Adam(0.01), "binary_crossentropy")
+    history = net.fit([x, ids], y, epochs=5, batch_size=64, verbose=0)
+    result = {"loss": history.history["loss"], "weights": [w.tolist() for w in net.get_weights()]}
+    (out / f"graph_{fastnn.distributed.rank()}.json").write_text(json.dumps(result))
+
+
 def different_models(out: Path) -> None:
     x, y = data()
     net = model("adam", hidden=8 + fastnn.distributed.rank())
