@@ -43,7 +43,12 @@ class NumbaOps(ArrayOps):
 
     def __init__(self, backend: Any) -> None:
         super().__init__(backend)
-        self.matmul = gemm.matmul_for(backend.gemm)  # matmul(a, b, out): OpenBLAS or MKL, per shape
+        if self.bfloat16:  # checked where the backend was made: MKL's bf16 GEMM runs here
+            from fastnn.kernels import bfloat16
+
+            self.matmul = bfloat16.library()[0].matmul
+        else:
+            self.matmul = gemm.matmul_for(backend.gemm)  # matmul(a, b, out): OpenBLAS or MKL, per shape
 
     def dense_forward(self, x, W, b, act, buffers=None):
         code = act.code
@@ -69,14 +74,14 @@ class NumbaOps(ArrayOps):
         saved = z if act.needs_z else y
         cpu.dense_kernels(code).act_grad_bias(dy, saved, dtype.type(act.alpha), dz, db)
         dW = _buffer(buffers, "dW", W.shape, dtype)
-        if x.shape[0] == 1:  # BLAS is slow at k = 1; see docs/kernels.md#outer-products
+        if x.shape[0] == 1 and not self.bfloat16:  # BLAS is slow at k = 1; see docs/kernels.md#outer-products
             cpu.outer_product(x.reshape(-1), dz.reshape(-1), dW)
         else:
             self.matmul(x.T, dz, dW)
         dx = None
         if need_dx:
             dx = _buffer(buffers, "dx", x.shape, dtype)
-            if W.shape[1] == 1:  # an outer product again: docs/kernels.md#outer-products
+            if W.shape[1] == 1 and not self.bfloat16:  # an outer product again: docs/kernels.md#outer-products
                 cpu.outer_product(dz.reshape(-1), W.reshape(-1), dx)
             else:
                 self.matmul(dz, W.T, dx)

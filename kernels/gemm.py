@@ -30,7 +30,7 @@ SWITCH_MARGIN = 1.25
 SWITCH_SECONDS = 0.03
 SMALL = 1 << 20  # multiply-adds under which a product goes straight to OpenBLAS: choosing costs more
 
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112  # CBLAS enums
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # CBLAS enums
 
 
 class GemmUnavailableError(BackendUnavailableError):
@@ -72,7 +72,7 @@ class MKL:
                 or b.dtype != out.dtype or 0 in out.shape or a.shape[1] == 0:
             return np.matmul(a, b, out=out)
         m, k = a.shape
-        fn(_ROW_MAJOR, ta, tb, m, b.shape[1], k, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, 0.0,
+        fn(ROW_MAJOR, ta, tb, m, b.shape[1], k, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, 0.0,
            out.ctypes.data, max(1, out.shape[1]))
         return out
 
@@ -90,9 +90,9 @@ def _version(library: ctypes.CDLL) -> str:
 def _layout(a: np.ndarray) -> tuple[int | None, int]:
     """(CBLAS transpose flag, leading dimension) of a row-major operand; None when neither."""
     if a.flags.c_contiguous:
-        return _NO_TRANS, max(1, a.shape[1])
+        return NO_TRANS, max(1, a.shape[1])
     if a.flags.f_contiguous:
-        return _TRANS, max(1, a.shape[0])
+        return TRANS, max(1, a.shape[0])
     return None, 0
 
 
@@ -100,7 +100,7 @@ def _layout(a: np.ndarray) -> tuple[int | None, int]:
 # Finding and checking MKL
 
 
-def _mkl_path() -> str | None:
+def mkl_path() -> str | None:
     """libmkl_rt: FASTNN_MKL, else the `mkl` wheel's, else one on the library path."""
     if os.environ.get("FASTNN_MKL"):
         return os.environ["FASTNN_MKL"]
@@ -155,7 +155,7 @@ def _self_check(library: Any) -> str | None:
 @functools.cache
 def libraries() -> tuple[dict[str, Any], dict[str, str]]:
     """({name: library} usable here, {name: why not} for the others), found once per process."""
-    mkl, why = load_mkl(_mkl_path())
+    mkl, why = load_mkl(mkl_path())
     usable: dict[str, Any] = {"openblas": OpenBLAS()}
     if mkl is not None:
         usable["mkl"] = mkl

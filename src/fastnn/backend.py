@@ -21,6 +21,7 @@ import numpy as np
 BACKEND_NAMES = ("numpy", "cupy", "array_api_strict", "torch", "jax")
 GEMM_MODES = ("auto", "openblas", "mkl")  # the NumPy backend's matrix products: fastnn.kernels.gemm
 MATMUL_PRECISIONS = ("highest", "tf32")  # CuPy's float32 products: exact float32, or TF32 tensor cores
+PRECISIONS = ("default", "bfloat16")  # a layer's products: in the model's dtype, or bf16 operands (numpy, float32)
 _CUPY_HINT = 'install CuPy for your CUDA version: pip install "fastnn[cuda12]" or "fastnn[cuda13]"'
 
 
@@ -44,6 +45,7 @@ class Backend:
     device_name: str | None = None  # the device as asked for ("cuda:1", "mps"...); None: the default
     gemm: str = "auto"  # which BLAS multiplies on numpy: per shape the fastest, or one forced
     matmul_precision: str = "highest"  # "tf32": CuPy's float32 GEMMs on TF32 tensor cores (docs/gpu.md#tf32)
+    precision: str = "default"  # "bfloat16": products of bf16 operands, float32 sums (docs/guide/performance.md)
     ops: Any = field(default=None, compare=False, repr=False)  # the per-operation table (fastnn.ops)
     engines: tuple = field(default=(), compare=False, repr=False)  # what trains on it (fastnn.engines)
 
@@ -65,7 +67,7 @@ class Backend:
         """The same backend with another float dtype and/or kernel setting."""
         kernels = self.kernels if kernels is None else kernels
         return _make(self.name, dtype or self.dtype_name, kernels, self.device_name, self.gemm if kernels else "auto",
-                     self.matmul_precision)
+                     self.matmul_precision, self.precision)
 
     def on_its_device(self, x: Any) -> bool:
         """True when array `x` (of this backend) lives on this backend's device."""
@@ -197,15 +199,17 @@ def _float_dtype(xp: ModuleType, dtype: Any) -> Any:
 
 @functools.cache
 def _make(name: str, dtype: str, kernels: bool, device: str | None = None, gemm: str | None = None,
-          matmul_precision: str = "highest") -> Backend:
+          matmul_precision: str = "highest", precision: str = "default") -> Backend:
     if name == "auto":
         name = "cupy" if cupy_problem() is None else "numpy"
     if gemm is None:  # one Backend (and one ops table) per resolved setting
-        return _make(name, dtype, kernels, device, _gemm_mode(name, None) if kernels else "auto", matmul_precision)
+        return _make(name, dtype, kernels, device, _gemm_mode(name, None) if kernels else "auto", matmul_precision,
+                     precision)
     _gemm_mode(name, gemm)
     _check_matmul_precision(name, matmul_precision)
+    _check_precision(name, dtype, kernels, precision)
     xp, where = import_namespace(name, device, dtype)
-    backend = Backend(name, xp, where, _float_dtype(xp, dtype), kernels, device, gemm, matmul_precision)
+    backend = Backend(name, xp, where, _float_dtype(xp, dtype), kernels, device, gemm, matmul_precision, precision)
     from fastnn import engines, ops  # late: both build on the layers, which import this module
 
     object.__setattr__(backend, "ops", ops.ops_for(backend))
@@ -223,23 +227,48 @@ _active: contextvars.ContextVar[Backend | None] = contextvars.ContextVar("fastnn
 
 
 def resolve(name: str | Backend | None = None, dtype: Any = None, kernels: bool | None = None,
-            device: str | None = None, gemm: str | None = None, matmul_precision: str | None = None) -> Backend:
+            device: str | None = None, gemm: str | None = None, matmul_precision: str | None = None,
+            precision: str | None = None) -> Backend:
     """The Backend for a name (None: the active one), with optional dtype/kernel/device/gemm/
-    matmul-precision overrides."""
+    matmul-precision/precision overrides."""
     if isinstance(name, Backend) or name is None:
         current = name or backend()
-        if device is None and gemm is None and matmul_precision is None:
+        if device is None and gemm is None and matmul_precision is None and precision is None:
             return current.with_options(dtype, kernels)
         name, dtype, device = current.name, dtype or current.dtype_name, device or current.device_name
         kernels, gemm = current.kernels if kernels is None else kernels, gemm or current.gemm
         matmul_precision = matmul_precision or current.matmul_precision
+        precision = precision or current.precision
     if not isinstance(name, str) or name.strip().lower() not in BACKEND_NAMES + ("auto",):
         raise ValueError(f"unknown backend {name!r}; choose one of {BACKEND_NAMES + ('auto',)}")
     if device is not None and not isinstance(device, str):
         raise TypeError(f"device must be a string such as 'cpu', 'cuda', 'cuda:1' or 'mps', got {device!r}")
     dtype_name = "float32" if dtype is None else _float_dtype(np, dtype).__name__
     return _make(name.strip().lower(), dtype_name, _ENV_KERNELS if kernels is None else bool(kernels), device, gemm,
-                 matmul_precision or "highest")
+                 matmul_precision or "highest", precision or "default")
+
+
+def _check_precision(name: str, dtype: str, kernels: bool, precision: str) -> None:
+    """Refuse a precision this backend, dtype or machine cannot run, saying what can."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "default":
+        return
+    if name != "numpy":
+        raise ValueError(f"precision={precision!r} is the numpy backend's (CPU bf16 GEMMs); on {name}, use its own "
+                         "mixed precision (torch.autocast, or fastnn.use('cupy', matmul_precision='tf32'))")
+    if dtype != "float32":
+        raise ValueError(f"precision={precision!r} rounds float32 operands; the model's dtype is {dtype}: use "
+                         "dtype='float32'")
+    if kernels:
+        from fastnn import extensions
+
+        why = extensions.problem() if not extensions.load() else extensions.bfloat16_problem()
+        if why is not None:
+            raise BackendUnavailableError(f"precision='bfloat16' cannot run fast here: {why}. "
+                                          "fastnn.use('numpy', precision='bfloat16', kernels=False) runs the same "
+                                          "arithmetic by rounding to bfloat16 in pure Array-API code (slow: for "
+                                          "checking accuracy)")
 
 
 def _check_matmul_precision(name: str, precision: str) -> None:
@@ -287,15 +316,18 @@ class use:
     `with fastnn.use("array_api_strict"): ...`. On numpy, `gemm="openblas"` or `"mkl"` forces
     the BLAS of every matrix product (default "auto", or FASTNN_GEMM: the faster per shape). On
     cupy, `matmul_precision="tf32"` runs float32 products on TF32 tensor cores (off by default:
-    10 mantissa bits in the products; docs/gpu.md#tf32).
+    10 mantissa bits in the products; docs/gpu.md#tf32). On numpy, `precision="bfloat16"`
+    multiplies every layer's products from bfloat16 operands with float32 sums (MKL's bf16
+    GEMM on AMX or AVX512-BF16 CPUs; weights, gradients and optimizer state stay float32).
 
     The choice lives in a ContextVar, so it never leaks into other threads; as a context
     manager it restores the previous backend on exit.
     """
 
     def __init__(self, name: str = "numpy", dtype: Any = None, kernels: bool | None = None,
-                 device: str | None = None, gemm: str | None = None, matmul_precision: str | None = None) -> None:
-        self.backend = resolve(name, dtype, kernels, device, gemm, matmul_precision)
+                 device: str | None = None, gemm: str | None = None, matmul_precision: str | None = None,
+                 precision: str | None = None) -> None:
+        self.backend = resolve(name, dtype, kernels, device, gemm, matmul_precision, precision)
         apply_matmul_precision(self.backend)
         self._token = _active.set(self.backend)
 
@@ -309,7 +341,7 @@ class use:
     def __repr__(self) -> str:
         return (f"use({self.backend.name!r}, dtype={self.backend.dtype_name!r}, kernels={self.backend.kernels}, "
                 f"device={str(self.backend.device)!r}, gemm={self.backend.gemm!r}, "
-                f"matmul_precision={self.backend.matmul_precision!r})")
+                f"matmul_precision={self.backend.matmul_precision!r}, precision={self.backend.precision!r})")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -255,7 +255,9 @@ def register(backend_name: str, factory: Callable[[Any], Engine]) -> None:
 
 def for_backend(backend: Any) -> tuple[Engine, ...]:
     """The engines for `backend`, fastest first; the last is always a LayerEngine."""
-    registered = [make(backend) for make in _FACTORIES.get(backend.name, [])] if backend.kernels else []
+    # Registered engines compute in the model's dtype; a reduced precision trains through the ops table.
+    fast = backend.kernels and backend.precision == "default"
+    registered = [make(backend) for make in _FACTORIES.get(backend.name, [])] if fast else []
     return (*registered, LayerEngine(backend))
 
 

@@ -20,3 +20,10 @@ def problem() -> str | None:
 def load() -> bool:
     """Import the kernels once; whether they are usable."""
     return problem() is None
+
+
+def bfloat16_problem() -> str | None:
+    """Why bfloat16 products cannot run on bf16 units here (fastnn.kernels.bfloat16), or None."""
+    from fastnn.kernels import bfloat16
+
+    return bfloat16.problem()

@@ -14,6 +14,7 @@ from array_api_compat import device as device_of
 
 from fastnn import extensions
 from fastnn.activations import Activation
+from fastnn.bfloat16 import round_to_bfloat16
 from fastnn.layers.windows import Window
 from fastnn.losses import Loss
 
@@ -28,10 +29,19 @@ class ArrayOps:
     def __init__(self, backend: Any) -> None:
         self.backend = backend
         self.xp = backend.xp
+        self.bfloat16 = backend.precision == "bfloat16"
+
+    def product(self, a: Any, b: Any) -> Any:
+        """a @ b, from bfloat16-rounded operands under precision="bfloat16" (float32 holds
+        each product of two bfloat16 numbers exactly, so only the order of the sums may differ
+        from a bf16 GEMM's)."""
+        if self.bfloat16:
+            return round_to_bfloat16(a, self.xp) @ round_to_bfloat16(b, self.xp)
+        return a @ b
 
     def dense_forward(self, x: Any, W: Any, b: Any, act: Activation, buffers: dict | None = None) -> tuple[Any, Any]:
         """(y, z) for y = act(x @ W + b) (b may be None); z is kept only when act's derivative needs it."""
-        z = x @ W if b is None else x @ W + b
+        z = self.product(x, W) if b is None else self.product(x, W) + b
         return act.forward(z), (z if act.needs_z else None)
 
     def dense_backward(
@@ -39,9 +49,9 @@ class ArrayOps:
     ) -> tuple[Any, Any, Any]:
         """(dx, dW, db) from the gradient dy of y = act(x @ W + b); dx is None unless need_dx."""
         dz = act.backward(dy, z, y)
-        dW = self.xp.matrix_transpose(x) @ dz
+        dW = self.product(self.xp.matrix_transpose(x), dz)
         db = self.xp.sum(dz, axis=0)
-        return (dz @ self.xp.matrix_transpose(W) if need_dx else None), dW, db
+        return (self.product(dz, self.xp.matrix_transpose(W)) if need_dx else None), dW, db
 
     def loss(self, loss: Loss, y_pred: Any, y_true: Any, buffers: dict | None = None,
              weights: Any = None) -> tuple[Any, Any]:
