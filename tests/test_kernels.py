@@ -35,7 +35,11 @@ def test_dense_kernels_match_pure_twin(dtype, shape, name):
     buffers = {}
     y, z = fused.dense_forward(x, W, b, act, buffers)
     y_ref, z_ref = pure.dense_forward(x, W, b, act)
-    np.testing.assert_allclose(y, y_ref, **TOL[dtype])
+    # a sum of k products is only as exact as the magnitudes summed: MKL and OpenBLAS order them
+    # differently, so where terms cancel the tolerance follows |x| @ |W| + |b|, not |y|
+    magnitude = np.abs(x).astype(np.float64) @ np.abs(W).astype(np.float64) + np.abs(b)
+    slack = 8 * np.finfo(dtype).eps * magnitude
+    np.testing.assert_array_less(np.abs(y - y_ref), TOL[dtype]["rtol"] * np.abs(y_ref) + slack + TOL[dtype]["atol"])
     dy_before = dy.copy()
     grads = fused.dense_backward(dy, x, W, y, z, act, True, buffers)
     refs = pure.dense_backward(dy, x, W, y_ref, z_ref, act, True)
