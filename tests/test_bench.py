@@ -51,6 +51,36 @@ def test_pytorch_runs_in_a_child_that_times_each_repetition_beside_fastnn():
     assert case["torch_threads"] >= 1
 
 
+def test_an_autocast_child_steps_in_bfloat16_near_the_float32_loss():
+    """benchmarks/host.py times PyTorch's bf16 autocast beside fastnn's bf16: the child runs its
+    step under torch.autocast, so its loss is the float32 one to bf16 precision, not equal to it."""
+    pytest.importorskip("torch")
+    net = bench.NETWORKS["digits"]
+    x, y, weights = bench.make_data(net, 256)
+    float32, bf16 = (bench.torch_in_child({}, autocast=flag)(net, x, y, weights) for flag in (False, True))
+    try:
+        a, b = float32(), bf16()
+        assert a != b and abs(a - b) < 3e-2 * abs(a)
+        assert bf16.timed(2) > 0
+    finally:
+        float32.close(), bf16.close()
+
+
+@pytest.mark.slow  # every configuration of benchmarks/host.py on a small case, PyTorch included
+def test_the_host_benchmark_runs_end_to_end(tmp_path):
+    pytest.importorskip("torch")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "benchmarks" / "host.py"
+    done = subprocess.run([sys.executable, str(script), "--reps", "2", "--cases", "digits:512"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "| digits | 512 |" in done.stdout and "fastnn / hand-written" in done.stdout
+    assert "flags:" in done.stdout.splitlines()[0]
+
+
 def test_a_step_after_pytorchs_repetition_first_takes_an_untimed_step(monkeypatch):
     """The harness rests while the child runs; its BLAS threads fall asleep, which a training
     loop never sees: the next implementation takes one untimed step before it is timed."""

@@ -256,11 +256,12 @@ TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 TORCH_CHILDREN = {"torch-eager": {}, "torch-eager-tuned-malloc": TUNED_MALLOC}
 
 
-def torch_in_child(env: dict[str, str]) -> Callable:
-    """A builder of PyTorch eager (CPU) steps that run in a child process (fastnn.bench_child)."""
+def torch_in_child(env: dict[str, str], autocast: bool = False) -> Callable:
+    """A builder of PyTorch eager (CPU) steps that run in a child process (fastnn.bench_child),
+    in float32 or under bfloat16 autocast."""
     def build(net, x, y, weights):
         name = next(key for key, value in NETWORKS.items() if value == net)
-        return RemoteStep(name, x.shape[0], env)  # the child makes the same x, y and weights from the seed
+        return RemoteStep(name, x.shape[0], env, autocast)  # the child makes the same x, y and weights from the seed
     return build
 
 
@@ -359,7 +360,7 @@ def time_case(net_name: str, n: int, impls: dict, reps: int, warmup: int = 3) ->
             if isinstance(step, RemoteStep):
                 step.close()
     case = {"network": net_name, "batch": n, "first_loss": losses, "gflop": step_flops(net, n) / 1e9,
-            "ms": {name: float(np.median(t)) * 1e3 for name, t in times.items()}}
+            "ms": {name: float(np.median(t)) * 1e3 for name, t in times.items()}, "seconds": times}
     if "gemm-bound" in steps:
         case["bound_gemm"] = steps["gemm-bound"][1].libraries  # which library the bound kept per product
     torch_threads = [step.torch_threads for _, step in steps.values() if isinstance(step, RemoteStep)]

@@ -7,7 +7,7 @@ K steps timed in the child). The harness asks between its own implementations' r
 repetition is paired with the fastnn repetitions beside it, a second or so apart, and a host
 that slows down during the run slows both sides of "fused / best torch" alike.
 
-    python -m fastnn.bench_child NETWORK ROWS      # the child's side: requests on stdin
+    python -m fastnn.bench_child NETWORK ROWS [autocast]   # the child's side: requests on stdin
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ SETTLE_BEFORE, SETTLE_AFTER = 0.1, 0.005
 
 class RemoteStep:
     """One PyTorch step of a (network, rows) case, run in a child process: call it for an
-    untimed step (returns the loss), `timed(k)` for the child's own time of k steps."""
+    untimed step (returns the loss), `timed(k)` for the child's own time of k steps; with
+    `autocast`, each step runs under `torch.autocast("cpu", dtype=torch.bfloat16)`."""
 
-    def __init__(self, network: str, rows: int, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "fastnn.bench_child", network, str(rows)],
+    def __init__(self, network: str, rows: int, env: dict[str, str], autocast: bool = False) -> None:
+        command = [sys.executable, "-m", "fastnn.bench_child", network, str(rows)] + (["autocast"] if autocast else [])
+        self.process = subprocess.Popen(command,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                         env={**os.environ, **env})
         self.torch_threads = self._ask(None)["torch_threads"]
@@ -63,14 +65,20 @@ class RemoteStep:
         return json.loads(line)
 
 
-def serve(network: str, rows: int) -> None:
+def serve(network: str, rows: int, autocast: bool = False) -> None:
     """The child's side: build the case, say how many threads PyTorch uses, then answer."""
     import torch
 
     from fastnn import bench
 
     net = bench.NETWORKS[network]
-    step = bench.torch_step("cpu")(net, *bench.make_data(net, rows))
+    float32_step = bench.torch_step("cpu")(net, *bench.make_data(net, rows))
+
+    def step():
+        if not autocast:
+            return float32_step()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return float32_step()
     print(json.dumps({"torch_threads": torch.get_num_threads()}), flush=True)
     for line in sys.stdin:
         verb, *args = line.split()
@@ -87,4 +95,4 @@ def serve(network: str, rows: int) -> None:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], int(sys.argv[2]))
+    serve(sys.argv[1], int(sys.argv[2]), autocast=sys.argv[3:] == ["autocast"])
