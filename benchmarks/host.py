@@ -33,6 +33,7 @@ from numba import njit
 import fastnn
 from fastnn import bench
 from fastnn.kernels import bfloat16, gemm
+from fastnn.threads import usable_cores
 from fastnn.training import train_step
 
 CASES = (("digits", 10_000), ("digits", 100_000), ("mnist", 65_536), ("moons", 1_000_000))
@@ -46,7 +47,7 @@ def host() -> str:
     fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in first_cpu.splitlines())}
     flags = [f for f in FLAGS if f in fields.get("flags", "").split()]
     return (f"{fields.get('model name', 'unknown CPU')} (family {fields.get('cpu family', '?')}, model "
-            f"{fields.get('model', '?')}), {gemm.usable_cores()} cores, flags: {' '.join(flags) or 'none of ' + ' '.join(FLAGS)}")
+            f"{fields.get('model', '?')}), {usable_cores()} cores, flags: {' '.join(flags) or 'none of ' + ' '.join(FLAGS)}")
 
 
 def fastnn_step(**options) -> callable:

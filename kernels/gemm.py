@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from fastnn.backend import BackendUnavailableError
+from fastnn.threads import usable_cores
 
 TRIALS = 3  # timed calls per library and shape before choosing; the fastest of them counts
 # Another library must beat the first (OpenBLAS) by this factor and save this much per product:
@@ -128,15 +129,10 @@ def load_mkl(path: str | None) -> tuple[MKL | None, str | None]:
     except (OSError, AttributeError) as err:
         return None, f"{path} is not a usable MKL ({type(err).__name__}: {err})"
     set_threads = getattr(library, "MKL_Set_Num_Threads", None)
-    if set_threads is not None:  # as many as OpenBLAS
+    if set_threads is not None:  # as many as OpenBLAS: all cores, or this rank's share of them
         set_threads(usable_cores())
     wrong = _self_check(mkl)
     return (None, f"{path} multiplied wrong in a self-check ({wrong})") if wrong else (mkl, None)
-
-
-def usable_cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _self_check(library: Any) -> str | None:

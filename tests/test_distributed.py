@@ -25,11 +25,15 @@ sys.path.insert(0, str(Path(__file__).parent / "mpi"))
 import worker  # noqa: E402
 
 WORKER = Path(__file__).parent / "mpi" / "worker.py"
+THREAD_VARIABLES = fastnn.threads.THREAD_VARIABLES
 
 
 def launch(scenario: str, out: Path, ranks: int = 2, timeout: float = 120,
-           backend: str = "numpy") -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONWARNINGS": "error"}
+           backend: str = "numpy", threads: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`threads`: the thread variables the ranks see (default one BLAS thread each)."""
+    env = {key: value for key, value in os.environ.items() if key not in THREAD_VARIABLES}
+    env.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"} if threads is None else threads)
+    env["PYTHONWARNINGS"] = "error"
     return subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, str(WORKER), scenario, str(out), backend],
                           capture_output=True, text=True, timeout=timeout, env=env)
 
@@ -152,6 +156,27 @@ def test_a_failing_rank_ends_every_rank_within_seconds_with_a_clear_error(tmp_pa
     assert run.returncode != 0
     assert time.perf_counter() - start < 30
     assert re.search(message, run.stderr), run.stderr[-3000:]
+
+
+@pytest.mark.parametrize("ranks", [2, 1])
+def test_ranks_sharing_a_host_split_its_cores_among_their_libraries(tmp_path, ranks):
+    """Left to themselves, every rank's OpenBLAS and Numba take every core: two ranks on two
+    cores ran the Quickstart 52x slower than one process. init() gives each its share."""
+    run = launch("threads", tmp_path, ranks, threads={})
+    assert run.returncode == 0, run.stderr[-3000:]
+    cores = len(fastnn.threads.cores())
+    for rank in range(ranks):
+        got = json.loads((tmp_path / f"threads_{rank}.json").read_text())
+        share = max(1, cores // ranks)
+        assert got["numba"] == min(share, got["numba_max"]) and got["usable_cores"] == share
+        assert got["blas"] and all(n == share for n in got["blas"]), got
+
+
+def test_thread_variables_the_user_set_win(tmp_path):
+    run = launch("threads", tmp_path, 2, threads={"OPENBLAS_NUM_THREADS": "2"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads((tmp_path / "threads_0.json").read_text())
+    assert got["blas"] == [2] * len(got["blas"]) and got["usable_cores"] == len(fastnn.threads.cores())
 
 
 def test_numpy_arrays_are_summed_through_mpi_on_the_host_and_info_names_the_mpi(tmp_path):

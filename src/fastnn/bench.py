@@ -33,6 +33,7 @@ from fastnn.backend import cupy_problem
 from fastnn.bench_child import SETTLE_AFTER, SETTLE_BEFORE, RemoteStep
 from fastnn.kernels import gemm
 from fastnn.layers import Dense
+from fastnn.threads import usable_cores
 from fastnn.training import train_step
 
 
@@ -524,7 +525,7 @@ def float32_peak_gflops(steps: int = 100_000_000) -> float:
         return acc.sum()
 
     chains(10, np.float32(1))
-    threads = gemm.usable_cores()
+    threads = usable_cores()
     best = float("inf")
     for _ in range(5):  # the best: a busy neighbour only ever slows it
         workers = [threading.Thread(target=chains, args=(steps, np.float32(1))) for _ in range(threads)]

@@ -31,6 +31,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from fastnn.allreduce import Reducer, check_mode, reducer_for
+from fastnn import threads
 from fastnn.backend import to_numpy
 from fastnn.engines import Engine, LayerEngine, NetworkSpec, TrainState, accumulate, select
 
@@ -50,9 +51,14 @@ class Communicator:
 
         self.comm, self.MPI, self.mode = comm, MPI, check_mode(allreduce)
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
-        self.local_rank = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()  # its number on its host
+        self.local = comm.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks on this rank's host
+        self.local_rank = self.local.Get_rank()  # its number on its host
         self.reducers: dict[tuple, Reducer] = {}  # per backend and device, made on first use
         self.seconds = 0.0  # time spent summing arrays (packing, the all-reduce, waiting for the slowest rank)
+
+    def local_cores(self) -> list[frozenset[int]]:
+        """The cores each rank on this host may run on."""
+        return self.local.allgather(threads.cores())
 
     def share(self, n: int) -> tuple[int, int]:
         """The rows [lo, hi) of a batch of n that this rank computes: consecutive, sizes within one."""
@@ -155,6 +161,7 @@ def init(comm: Any = None, allreduce: str = "auto") -> Communicator:
     if communicator.size > 1:
         sys.excepthook = _abort_on_uncaught
         _pin_gpu(communicator.local_rank)
+        threads.share_host(communicator.local_cores())
     return communicator
 
 

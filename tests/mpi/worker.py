@@ -142,6 +142,17 @@ def info(out: Path) -> None:
         comm.reducer(fastnn.backend())
 
 
+def threads(out: Path) -> None:
+    """How many threads this rank's BLAS libraries and Numba run, after init()."""
+    import numba
+    from threadpoolctl import threadpool_info
+
+    result = {"blas": [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"],
+              "numba": numba.get_num_threads(), "numba_max": numba.config.NUMBA_NUM_THREADS,
+              "usable_cores": fastnn.threads.usable_cores()}
+    (out / f"threads_{fastnn.distributed.rank()}.json").write_text(json.dumps(result))
+
+
 def graph(out: Path) -> None:
     """A two-input fastnn.Model with BatchNormalization, data-parallel: every rank writes its own
     weights, moving statistics and losses."""
