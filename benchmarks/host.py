@@ -197,7 +197,7 @@ def main() -> int:
     result = online(args.reps)
     print(f"\nonline epoch, 2-3-1, batch 1, {ONLINE_SAMPLES:,} samples: fastnn fit "
           f"{result['fastnn samples/s'] / 1e6:.1f} M samples/s, hand-written Numba loop "
-          f"{result['hand-written samples/s'] / 1e6:.1f} M; fastnn / hand-written {result['ratio']:.2f}x")
+          f"{result['hand-written samples/s'] / 1e6:.1f} M; fastnn runs {result['ratio']:.2f}x the loop's speed")
     if slower:
         print(f"\nFAIL: with MKL installed fastnn is slower than without it by more than {args.mkl_margin}x on "
               + "; ".join(slower), file=sys.stderr)
