@@ -13,26 +13,16 @@ weights, alternating per repetition, median of the paired ratios.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
 
 import fastnn
-from fastnn import examples, training
-from fastnn.bench import NETWORKS, fastnn_model, make_data, torch_step
+from fastnn import examples
+from fastnn.bench import NETWORKS, cpu_name, fastnn_step, make_data, torch_step
 from fastnn.kernels import bfloat16
 
 SPEED_CASES = (("digits", 10_000), ("digits", 100_000), ("mnist", 65_536), ("moons", 1_000_000))
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = dict((key.strip(), value) for key, value in (line.split(":", 1) for line in f if ":" in line))
-        return f"{info['model name'].strip()} (family {info['cpu family'].strip()}, model {info['model'].strip()})"
-    except (OSError, KeyError):
-        return platform.processor() or platform.machine()
 
 
 def accuracy(kernels: bool) -> list[str]:
@@ -48,14 +38,6 @@ def accuracy(kernels: bool) -> list[str]:
     return rows
 
 
-def fastnn_step(net, weights, x, y, precision):
-    with fastnn.use("numpy", precision=precision):
-        model = fastnn_model(net, weights)
-        xb, yb = model.prepare(x, y)
-        model.optimizer.build(model.params)
-    return lambda: training.train_step(model, xb, yb)[0]
-
-
 def timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -69,8 +51,8 @@ def speed(reps: int) -> list[str]:
     for name, n in SPEED_CASES:
         net = NETWORKS[name]
         x, y, weights = make_data(net, n)
-        steps = {"fastnn": fastnn_step(net, weights, x, y, "default"),
-                 "fastnn bf16": fastnn_step(net, weights, x, y, "bfloat16"),
+        steps = {"fastnn": fastnn_step("numpy", True)(net, x, y, weights),
+                 "fastnn bf16": fastnn_step("numpy", True, precision="bfloat16")(net, x, y, weights),
                  "torch": torch_step("cpu")(net, x, y, weights)}
         torch_f32 = steps["torch"]
 
