@@ -110,7 +110,6 @@ def main() -> None:
             products_table(name, rows)
         step_table(name, net.max_batch, args.rounds)
     print("\nchooser kept:", gemm.chooser().choices())
-    print("threads now:", gemm.chooser().threads())
 
 
 if __name__ == "__main__":

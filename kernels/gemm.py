@@ -10,13 +10,10 @@ the process unless another library saves more there than a switch between librar
 
 from __future__ import annotations
 
-import collections
 import ctypes
 import ctypes.util
 import functools
-import itertools
 import os
-import threading
 import time
 from importlib import metadata
 from typing import Any, Callable
@@ -24,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from fastnn.backend import BackendUnavailableError
-from fastnn.threads import usable_cores, user_set_threads
+from fastnn.threads import usable_cores
 
 TRIALS = 3  # timed calls per library and shape before choosing; the fastest of them counts
 # Another library must beat the first (OpenBLAS) by this factor and save this much per product:
@@ -41,41 +38,14 @@ class GemmUnavailableError(BackendUnavailableError):
     """A GEMM library was forced that cannot run here."""
 
 
-class ThreadKnob:
-    """A library's thread count, read and set through its own C functions (a few hundred ns)."""
-
-    def __init__(self, get: Callable[[], int], set_: Callable[[int], Any]) -> None:
-        self.get, self.set = get, set_
-
-
 class OpenBLAS:
     """NumPy's own BLAS (OpenBLAS in the PyPI wheels), through `np.matmul`."""
 
     name = "openblas"
 
-    def __init__(self) -> None:
-        self.threads = _openblas_knob()
-
     @staticmethod
     def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
         return np.matmul(a, b, out=out)
-
-
-@functools.cache
-def _openblas_knob() -> ThreadKnob | None:
-    """NumPy's OpenBLAS's thread count (found by threadpoolctl), or None where it has none."""
-    from threadpoolctl import ThreadpoolController
-
-    found = ThreadpoolController().select(internal_api="openblas").lib_controllers
-    for lib in sorted(found, key=lambda lib: "numpy" not in lib.filepath):  # NumPy's first: SciPy may bring its own
-        dll = ctypes.CDLL(lib.filepath)
-        for prefix, suffix in itertools.product(("", "scipy_"), ("", "64_")):
-            get = getattr(dll, f"{prefix}openblas_get_num_threads{suffix}", None)
-            set_ = getattr(dll, f"{prefix}openblas_set_num_threads{suffix}", None)
-            if get is not None and set_ is not None:
-                set_.argtypes = [ctypes.c_int]
-                return ThreadKnob(get, set_)
-    return None
 
 
 class MKL:
@@ -94,8 +64,6 @@ class MKL:
             fn.restype = None
             fn.argtypes = [int_, int_, int_, int_, int_, int_, scalar, ptr, int_, ptr, int_, scalar, ptr, int_]
             self._gemm[char] = fn
-        get, set_ = getattr(library, "MKL_Get_Max_Threads", None), getattr(library, "MKL_Set_Num_Threads", None)
-        self.threads = None if get is None or set_ is None else ThreadKnob(get, set_)
 
     def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
         ta, lda = _layout(a)
@@ -197,13 +165,12 @@ def libraries() -> tuple[dict[str, Any], dict[str, str]]:
 class Chooser:
     """Per (shapes, layouts, dtype) of a product: each library in turn does TRIALS products of
     that shape, timed, then the fastest does the rest (the first one unless another beats it
-    by SWITCH_MARGIN and SWITCH_SECONDS), with as many threads as measure best (`Threads`).
-    One per set of libraries, shared by every model; `choices()` and `threads()` say what it
-    kept."""
+    by SWITCH_MARGIN and SWITCH_SECONDS). One per process, shared by every model; `choices()`
+    says what it kept."""
 
     def __init__(self, libraries: list[Any]) -> None:
         self.libraries = libraries
-        self._chosen: dict[tuple, Threads] = {}
+        self._chosen: dict[tuple, Any] = {}
         self._times: dict[tuple, list[list[float]]] = {}
 
     def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -214,91 +181,18 @@ class Chooser:
         chosen = self._chosen.get(key)
         if chosen is not None:
             return chosen.matmul(a, b, out)
-        if len(self.libraries) == 1:
-            self._chosen[key] = Threads(self.libraries[0])
-            return self._chosen[key].matmul(a, b, out)
         times = self._times.setdefault(key, [[] for _ in self.libraries])
         i = next(j for j, t in enumerate(times) if len(t) < TRIALS)  # in turn, each library's calls in a run
         start = time.perf_counter()
         self.libraries[i].matmul(a, b, out)
         times[i].append(time.perf_counter() - start)
         if len(times[-1]) == TRIALS:
-            kept = winner([min(t) for t in times])
-            self._chosen[key] = Threads(self.libraries[kept], times[kept])
+            self._chosen[key] = self.libraries[winner([min(t) for t in times])]
         return out
 
     def choices(self) -> dict[str, str]:
         """{"(m×k)·(k×n) layout dtype": library} for every shape decided so far."""
-        return {_describe(key): chosen.library.name for key, chosen in self._chosen.items()}
-
-    def threads(self) -> dict[str, int]:
-        """{"(m×k)·(k×n) layout dtype": threads} its library runs each shape with now."""
-        return {_describe(key): chosen.count for key, chosen in self._chosen.items()}
-
-
-THREAD_MARGIN = 1.1  # all threads must beat one by this: one leaves a core free, and waits on no busy one
-RETRIAL = 100  # products of a shape between two trials of its thread counts
-SLOWED = 1.5  # ... or sooner, once its recent best is this much slower than when it was chosen
-
-
-_ONE_THREAD = threading.Lock()  # held while a product runs with its library set to one thread
-
-
-class Threads:
-    """One product shape on one library: all the threads the library may use, or one,
-    whichever measured faster in the latest trials (one on a near tie). A product split over
-    both cores of a 2-core host waits for the slower half, so with the other core busy it runs
-    slower than on one thread (docs/kernels.md#threads); the trials repeat every RETRIAL
-    products, or when the kept count slows down, so the choice follows a core that becomes
-    busy or free. A product on one thread gives the library back its count after it. Where the
-    user set a thread variable (fastnn.threads.THREAD_VARIABLES) the library keeps that count:
-    one count per shape is also one rounding, the same bits in every run."""
-
-    def __init__(self, library: Any, all_threads_times: list[float] = ()) -> None:
-        self.library, self.knob = library, getattr(library, "threads", None)
-        self.fixed = self.knob is None or user_set_threads() or self.knob.get() < 2  # a user's count is kept
-        self.recent = {"all": collections.deque(all_threads_times, maxlen=TRIALS),
-                       "one": collections.deque(maxlen=TRIALS)}
-        self.chosen, self.best, self.calls = "all", 0.0, 0
-        self.pending = [n for n in self.recent for _ in range(TRIALS - len(self.recent[n]))]
-
-    @property
-    def count(self) -> int:
-        """The threads this shape runs on now."""
-        return 1 if self.fixed or self.chosen == "one" else self.knob.get()
-
-    def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
-        if self.fixed:
-            return self.library.matmul(a, b, out)
-        threads = self.pending.pop() if self.pending else self.chosen
-        start = time.perf_counter()
-        if threads == "one" and _ONE_THREAD.acquire(blocking=False):  # the count is the library's, not a thread's
-            count = self.knob.get()  # read each time: fastnn.distributed.init() or the user may change it
-            self.knob.set(1)
-            try:
-                self.library.matmul(a, b, out)
-            finally:
-                self.knob.set(count)
-                _ONE_THREAD.release()
-        else:
-            threads = "all"
-            self.library.matmul(a, b, out)
-        self.recent[threads].append(time.perf_counter() - start)
-        if self.pending:
-            return out
-        if self.best == 0.0:  # a trial round just ended
-            self._choose()
-        else:
-            self.calls += 1
-            if self.calls >= RETRIAL or min(self.recent[self.chosen], default=0.0) > SLOWED * self.best:
-                self.pending = [n for n in self.recent if n != self.chosen for _ in range(TRIALS)]
-                self.best = 0.0
-        return out
-
-    def _choose(self) -> None:
-        best = {n: min(t, default=float("inf")) for n, t in self.recent.items()}
-        self.chosen = "all" if best["all"] * THREAD_MARGIN < best["one"] else "one"
-        self.best, self.calls = best[self.chosen], 0
+        return {_describe(key): lib.name for key, lib in self._chosen.items()}
 
 
 def winner(best_times: list[float]) -> int:
@@ -317,11 +211,9 @@ def _describe(key: tuple) -> str:
 
 
 @functools.cache
-def chooser(names: tuple[str, ...] | None = None) -> Chooser:
-    """The process's chooser over the named libraries, by default every usable one (OpenBLAS
-    first)."""
-    usable = libraries()[0]
-    return Chooser([usable[name] for name in names or usable])
+def chooser() -> Chooser:
+    """The process's chooser over every usable library (OpenBLAS first)."""
+    return Chooser(list(libraries()[0].values()))
 
 
 def matmul_for(mode: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
@@ -330,10 +222,10 @@ def matmul_for(mode: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.n
     mode was checked where the backend was made (fastnn.backend)."""
     usable, why_not = libraries()
     if mode == "auto":
-        return chooser().matmul
+        return chooser().matmul if len(usable) > 1 else OpenBLAS.matmul
     if mode not in usable:
         raise GemmUnavailableError(f"gemm={mode!r} cannot run here: {why_not[mode]}")
-    return chooser((mode,)).matmul
+    return usable[mode].matmul
 
 
 def describe(a: np.ndarray, b: np.ndarray) -> str:

@@ -18,6 +18,8 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -603,7 +605,6 @@ def run(networks: list[str], quick: bool, reps: int, out_dir: Path, torch: bool 
             results["online"][name] = online_throughput(name, 2_000 if quick else 200_000)
             print(f"online SGD {name}: " + ", ".join(f"{k} {v:,.0f} samples/s" for k, v in results["online"][name].items()))
     results["fused_gemm"] = gemm.chooser().choices()  # which library the fused steps kept per product
-    results["fused_threads"] = gemm.chooser().threads()  # and on how many threads each runs now
     write_outputs(results, out_dir)
     return results
 

@@ -141,7 +141,6 @@ def _print_gemm() -> None:
     """Which BLAS multiplies on numpy, and why MKL does not where it does not."""
     from fastnn.backend import resolve
     from fastnn.kernels import gemm
-    from fastnn.threads import usable_cores, user_set_threads
 
     usable, why_not = gemm.libraries()
     try:
@@ -151,11 +150,6 @@ def _print_gemm() -> None:
     if mode == "auto":
         mode = f"auto, per shape the faster of {', '.join(usable)}" if len(usable) > 1 else "openblas"
     print(f"gemm: {mode} (force one: fastnn.use('numpy', gemm=...) or FASTNN_GEMM)")
-    if user_set_threads():
-        print("  threads: as the thread variables set them, one count for every product")
-    else:
-        print(f"  threads: per shape {usable_cores()} or 1, whichever measures faster (fixed by setting "
-              "OPENBLAS_NUM_THREADS or another thread variable)")
     if "mkl" in usable:
         print(f"  mkl: {usable['mkl'].version} ({usable['mkl'].path})")
     for name, why in why_not.items():

@@ -15,11 +15,6 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 _SHARE: list[int] = []  # this process's threads when ranks share the host; empty: all its cores
 
 
-def user_set_threads() -> bool:
-    """Whether the user fixed a library's threads with one of THREAD_VARIABLES."""
-    return any(os.environ.get(name) for name in THREAD_VARIABLES)
-
-
 def cores() -> frozenset[int]:
     """The cores this process may run on."""
     if hasattr(os, "sched_getaffinity"):
@@ -44,7 +39,7 @@ def share_host(local: list[frozenset[int]]) -> int | None:
     """Limit this process's BLAS (OpenBLAS, MKL) and Numba threads to its share of the host's
     cores among `local` (every rank's cores on this host). Returns the threads per rank, or None
     when the user set a thread variable or this rank has the host alone."""
-    if user_set_threads() or len(local) < 2:
+    if any(os.environ.get(name) for name in THREAD_VARIABLES) or len(local) < 2:
         return None
     threads = threads_per_rank(cores(), local)
     _SHARE[:] = [threads]
