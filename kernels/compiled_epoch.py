@@ -17,7 +17,6 @@ import os
 import sys
 from dataclasses import dataclass
 
-import numpy as np
 from numba import njit
 
 from fastnn.kernels.cache import CACHE, CACHE_DIR, sources_digest

@@ -18,8 +18,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from importlib import metadata

@@ -101,7 +101,7 @@ def check_sample_weights(sample_weight: Any, class_weight: Any, y: Any, be: Back
     target, or target > 0.5 for one output); None when neither is given."""
     if sample_weight is None and class_weight is None:
         return None
-    xp, n, units = be.xp, y.shape[0], y.shape[1]
+    xp, n = be.xp, y.shape[0]
     weights = xp.ones((n,), dtype=be.dtype, device=be.device)
     if sample_weight is not None:
         weights = as_backend_array(sample_weight, be, "sample_weight")

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from array_api_compat import device as device_of
 
 from fastnn.layers.core import Layer, Shape
 from fastnn.layers.windows import Window, check_image_shape, check_padding, pair, window
