@@ -37,7 +37,7 @@ from fastnn.threads import usable_cores
 CASES = (("digits", 10_000), ("digits", 100_000), ("mnist", 65_536), ("moons", 1_000_000))
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
 ONLINE_SAMPLES = 200_000
-JUDGED_MS = 1.0  # --mkl-margin judges steps at least this long: a sub-millisecond ratio is noise (one read 1.12x)
+JUDGED_MS = 1.0  # --mkl-margin judges steps at least this long: a sub-millisecond ratio is noise
 
 
 def host() -> str:

@@ -8,7 +8,6 @@ model's, then compiled by XLA into one call.
 
 from __future__ import annotations
 
-
 from fastnn import engines
 from fastnn.engines import LayerEngine, TrainState
 from fastnn.spec import NetworkSpec
