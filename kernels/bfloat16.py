@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import threading
 
 import numpy as np
 from numba import njit
@@ -64,14 +65,14 @@ class Bf16Gemm:
         fn.restype = None
         fn.argtypes = [int_, int_, int_, int_, int_, int_, ctypes.c_float, ptr, int_, ptr, int_, ctypes.c_float, ptr, int_]
         self._gemm = fn
-        self._scratch: dict[tuple, np.ndarray] = {}
+        self._scratch: dict[tuple, np.ndarray] = {}  # per thread, slot and shape
 
     def _operand(self, a: np.ndarray, slot: str) -> tuple[np.ndarray, int, int]:
         """(bf16 bits, CBLAS transpose flag, leading dimension) of an operand."""
         stored, flag = (a, gemm.NO_TRANS) if a.flags.c_contiguous else (a.T, gemm.TRANS)
         if not stored.flags.c_contiguous or stored.dtype != np.float32:
             stored, flag = np.ascontiguousarray(a, np.float32), gemm.NO_TRANS
-        key = (slot, stored.shape)
+        key = (threading.get_ident(), slot, stored.shape)  # threads computing row blocks at once each keep their own
         bits = self._scratch.get(key)
         if bits is None:
             bits = self._scratch[key] = np.empty(stored.shape, np.uint16)

@@ -39,7 +39,8 @@ def _buffer(buffers: dict | None, key: str, shape: tuple, dtype: Any) -> np.ndar
 
 class NumbaOps(ArrayOps):
     name = "numba"
-    block_rows = 16384  # a block's activations stay in cache; see docs/kernels.md#row-blocks
+    block_rows = 8192  # a block's activations stay in cache; see docs/kernels.md#row-blocks
+    threaded_blocks = True  # BLAS, ctypes and the nogil Numba kernels all release the GIL
 
     def __init__(self, backend: Any) -> None:
         super().__init__(backend)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from array_api_compat import array_namespace
 
+from fastnn import row_blocks
 from fastnn.spec import NetworkSpec
 
 OnBatch = Callable[[int, Any], None]  # (batch index, batch loss as a 0-d array)
@@ -173,7 +174,8 @@ class LayerEngine(Engine):
     """Any network, any backend: each layer's forward and backprop through the ops table, then
     the optimizer. A batch larger than the table's `block_rows` runs in row blocks whose
     activations stay in cache, their gradients summed (weighted by block size) into the batch's:
-    the same step with less memory traffic (see docs/kernels.md#row-blocks)."""
+    the same step with less memory traffic (see docs/kernels.md#row-blocks). Where the table's
+    kernels release the GIL, threads compute the blocks at once (fastnn.row_blocks)."""
 
     name = "layers"
 
@@ -209,6 +211,9 @@ class LayerEngine(Engine):
         rows, n = self.ops.block_rows, x.shape[0]
         if rows is None or n <= 2 * rows or spec.whole_batch:
             return self.loss_and_metrics(spec, state, x, y, True, weights)
+        threads = row_blocks.threads_for(-(-n // rows)) if self.ops.threaded_blocks and spec.rows_in_parallel else 1
+        if threads > 1:
+            return row_blocks.blocked_gradients(self, spec, state, x, y, rows, weights, threads)
         return self._blocked_gradients(spec, state, x, y, rows, weights)
 
     def step(self, spec, state, x, y, weights=None):

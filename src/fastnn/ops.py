@@ -25,6 +25,7 @@ class ArrayOps:
 
     name = "array_api"
     block_rows: int | None = None  # split larger training batches into row blocks (see Sequential)
+    threaded_blocks = False  # its kernels release the GIL: threads may compute row blocks at once
 
     def __init__(self, backend: Any) -> None:
         self.backend = backend

@@ -66,6 +66,7 @@ class LayerSpec:
     weights: int = 0  # how many numbers its parameters hold
     output_shape: tuple[int, ...] = ()  # one output sample's shape
     whole_batch: bool = False  # it computes statistics of the batch (BatchNormalization): no row blocks
+    parallel_rows: bool = False  # its row blocks may run on several threads at once (fastnn.row_blocks)
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,22 @@ class NetworkSpec:
         return any(layer.whole_batch for layer in self.layers)
 
     @functools.cached_property
+    def rows_in_parallel(self) -> bool:
+        """Whether the row blocks of a batch may be computed at once, on several threads."""
+        return all(layer.parallel_rows for layer in self.layers)
+
+    @functools.cached_property
     def dense_only(self) -> bool:
         """A chain of Dense layers on one input: what the compiled and fused Dense engines train."""
         return self.graph.linear and all(layer.kind == "Dense" for layer in self.layers)
+
+
+def parallel_rows(layer: Any) -> bool:
+    """Whether threads may run `layer` on different row blocks at once: one of fastnn's own
+    layers (their copies share nothing mutable), which neither sees the whole batch nor draws
+    random numbers (their order would depend on timing)."""
+    own = type(layer).__module__.startswith("fastnn.")
+    return own and not getattr(layer, "needs_whole_batch", False) and not getattr(layer, "draws_random", False)
 
 
 def describe(layers: Sequence[Any], graph: Any, dtype: str, loss: Any = None, optimizer: Any = None,
@@ -137,7 +151,8 @@ def describe(layers: Sequence[Any], graph: Any, dtype: str, loss: Any = None, op
     layer_specs = tuple(LayerSpec(type(layer).__name__, layer.output_dim, activation_spec(layer.activation),
                                   len(layer.params), layer.regularized,
                                   sum(math.prod(p.shape) for p in layer.params), tuple(layer.output_shape),
-                                  bool(getattr(layer, "needs_whole_batch", False)))
+                                  bool(getattr(layer, "needs_whole_batch", False)),
+                                  parallel_rows(layer))
                         for layer in layers)
     for i, layer in enumerate(layer_specs):
         if layer.activation.name == "softmax" and layer.units == 1:

@@ -9,6 +9,7 @@ images). `Dense` computes `act(x @ W + b)` with W of shape (in, out).
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Callable
 
@@ -40,6 +41,7 @@ class Layer:
 
     activation: activations.Activation = activations.Linear()
     merges = False  # whether it takes a list of tensors (Add, Concatenate) rather than one
+    draws_random = False  # whether training draws random numbers (Dropout): row blocks then run in turn
 
     def __init__(self, input_shape: Any = None) -> None:
         self.params: list[Any] = []  # trained by the optimizer
@@ -97,6 +99,13 @@ class Layer:
     def set_params(self, params: list[Any]) -> None:
         self.params = list(params)
         self.buffers.clear()
+
+    def replica(self, buffers: dict) -> Layer:
+        """This layer as another thread runs it on other rows of the batch: the same parameters
+        and settings, with `buffers` for its scratch arrays and gradients of its own."""
+        twin = copy.copy(self)
+        twin.buffers, twin.grads = buffers, []
+        return twin
 
     def set_state(self, state: list[Any]) -> None:
         self.state = list(state)
@@ -306,6 +315,8 @@ class Dropout(Layer):
     """Inverted dropout: while training, each input is zeroed with probability `rate` and the
     rest scaled by 1 / (1 - rate); identity at inference. Masks are drawn on the host from
     `seed`, or else from the model's seed, so a run is reproducible on every backend."""
+
+    draws_random = True
 
     def __init__(self, rate: float, seed: int | None = None) -> None:
         super().__init__()
