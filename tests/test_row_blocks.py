@@ -3,6 +3,9 @@ same step as the blocks in turn, whichever thread took which block and however m
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -141,3 +144,36 @@ def test_an_error_in_a_block_reaches_the_caller_after_every_thread_stops(block_t
     seen = len(calls)
     time.sleep(0.05)
     assert len(calls) == seen  # no thread goes on computing blocks once the error is raised
+
+
+FORKED = """
+import multiprocessing, numpy as np, fastnn
+from fastnn import row_blocks
+from fastnn.kernels.cpu_ops import NumbaOps
+from fastnn.kernels.epoch_engine import CompiledEpochEngine
+NumbaOps.block_rows, CompiledEpochEngine.max_work_per_layer = 16, 0
+row_blocks.threads_for = lambda blocks: 2
+
+def fit():
+    x = np.random.default_rng(5).standard_normal((200, 6)).astype(np.float32)
+    model = fastnn.Sequential([fastnn.layers.Dense(8, "relu"), fastnn.layers.Dense(1, "sigmoid")], seed=0)
+    model.compile("adam", "binary_crossentropy")
+    model.fit(x, (x[:, :1] > 0).astype(np.float32), epochs=3, batch_size=None, verbose=0)
+    return model.get_weights()
+
+if __name__ == "__main__":
+    parent = fit()
+    with multiprocessing.get_context("fork").Pool(1) as children:
+        child = children.apply(fit)
+    assert all((a == b).all() for a, b in zip(parent, child))
+    print("same")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_trains_on_threads_of_its_own(tmp_path):
+    """A child forked after the parent trained inherits the pool object but none of its threads."""
+    script = tmp_path / "forked.py"
+    script.write_text(FORKED)
+    done = subprocess.run([sys.executable, "-W", "error", str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "same", done.stderr

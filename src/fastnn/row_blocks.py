@@ -15,6 +15,7 @@ computed which block, so a step's result does not depend on timing.
 from __future__ import annotations
 
 import functools
+import os
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
@@ -23,9 +24,14 @@ from fastnn.threads import usable_cores
 SLOT_BYTES = 64 << 20  # at most this much per-block gradient memory: bigger batches go in waves
 
 
-@functools.cache
 def pool(threads: int) -> ThreadPoolExecutor:
     """The process's worker threads for row blocks (one pool per thread count)."""
+    return _pool(threads, os.getpid())
+
+
+@functools.cache
+def _pool(threads: int, pid: int) -> ThreadPoolExecutor:
+    # keyed by process: a child forked from a process that trained inherits the pool but not its threads
     return ThreadPoolExecutor(threads, thread_name_prefix="fastnn-rows")
 
 
