@@ -8,6 +8,7 @@
     model.fit(x, y, epochs=100)
 """
 
+from fastnn import threads  # first: it sets how long OpenBLAS's idle threads spin before numpy loads
 from fastnn import (activations, callbacks, datasets, distributed, engines, initializers, layers, losses, metrics,
                     optimizers, schedules, spec)
 from fastnn.backend import (

@@ -11,6 +11,11 @@ from __future__ import annotations
 
 import os
 
+# OpenBLAS's idle workers spin 2**28 cycles (about 80 ms) after each product before they sleep,
+# holding a core the next step's row-block threads need (docs/kernels.md#openblas-spin); 2**20
+# cycles is a third of a millisecond. OpenBLAS reads it when numpy loads: fastnn imports this first.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
+
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 _SHARE: list[int] = []  # this process's threads when ranks share the host; empty: all its cores
 
