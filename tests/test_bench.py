@@ -74,8 +74,10 @@ def test_the_host_benchmark_runs_end_to_end(tmp_path):
     from pathlib import Path
 
     script = Path(__file__).parents[1] / "benchmarks" / "host.py"
-    done = subprocess.run([sys.executable, str(script), "--reps", "2", "--cases", "digits:512"],
-                          capture_output=True, text=True, timeout=600)
+    # a timed verdict on 2 repetitions is noise on a shared host: the test proves the harness runs,
+    # `--mkl-margin inf` keeps the speed judgement for benchmark runs
+    done = subprocess.run([sys.executable, str(script), "--reps", "2", "--cases", "digits:512",
+                           "--mkl-margin", "inf"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "| digits | 512 |" in done.stdout and "the loop's speed" in done.stdout
     assert "flags:" in done.stdout.splitlines()[0]
