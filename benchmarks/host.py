@@ -13,7 +13,7 @@ of the two per repetition counts). Ratios are medians of per-repetition ratios.
   its first call.
 - "[mkl]": `gemm="auto"` with the `mkl` wheel installed — per shape the faster library.
 - "bf16": `precision="bfloat16"` against `torch.autocast("cpu", dtype=torch.bfloat16)`, only
-  where the bf16 kernel runs (a CPU with AMX or AVX512-BF16 and MKL).
+  where the bf16 kernel runs (a CPU with AMX or AVX512-BF16, and oneDNN or MKL installed).
 
 Exit status 1 when fastnn with MKL is slower than without it on a case by more than
 --mkl-margin (paired median) on a step of 1 ms or more: installing `[mkl]` must never cost time.

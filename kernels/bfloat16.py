@@ -1,8 +1,9 @@
 """bfloat16 products on the CPU for `fastnn.use("numpy", precision="bfloat16")`: each operand
-rounded to bfloat16 in one Numba pass (ties to even, as fastnn.bfloat16's pure twin), then
-MKL's `cblas_gemm_bf16bf16f32` multiplies them with float32 accumulation, on AMX or
-AVX512-BF16 units. It runs only where the CPU has those units (`problem()` says why not): MKL
-emulates bf16 on other CPUs, which gives the same numbers, slower than float32.
+rounded to bfloat16 in one Numba pass (ties to even, as fastnn.bfloat16's pure twin), then a
+library's bf16 GEMM multiplies them with float32 sums: oneDNN's matmul (`fastnn[onednn]`) or
+MKL's `cblas_gemm_bf16bf16f32` (`fastnn[mkl]`), the faster per shape where both are installed.
+It runs only where the CPU has AMX or AVX512-BF16 units (`problem()` says why not): elsewhere
+the libraries emulate bf16, which gives the same numbers, slower than float32.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import ctypes
 import functools
 import threading
+from typing import Any
 
 import numpy as np
-from numba import njit
-
-from fastnn.kernels import gemm
+from fastnn.kernels import gemm, onednn
 from fastnn.kernels.cache import CACHE
+from numba import njit
 
 CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo's names for the bf16 units
 
@@ -55,9 +56,40 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-class Bf16Gemm:
-    """`matmul(a, b, out)`: float32 a @ b through bfloat16 operands and MKL's bf16 GEMM. A
-    transposed view of a C-contiguous array is rounded as stored and passed transposed."""
+class RoundedProducts:
+    """`matmul(a, b, out)`: float32 a @ b through bfloat16 operands and a library's bf16 GEMM
+    (`multiply(a_bits, b_bits, out)`, float32 sums). A transposed view of a C-contiguous array is
+    rounded as stored and passed transposed."""
+
+    def __init__(self, library) -> None:
+        self.library = library
+        self.name = library.name
+        self._scratch: dict[tuple, np.ndarray] = {}  # per thread, slot and shape
+
+    def _operand(self, a: np.ndarray, slot: str) -> np.ndarray:
+        """a's values as bfloat16 bits: C-contiguous, or the transpose of a C-contiguous array."""
+        transposed = a.dtype == np.float32 and not a.flags.c_contiguous and a.T.flags.c_contiguous
+        stored = a.T if transposed else np.ascontiguousarray(a, np.float32)
+        key = (threading.get_ident(), slot, stored.shape)  # threads computing row blocks at once each keep their own
+        bits = self._scratch.get(key)
+        if bits is None:
+            bits = self._scratch[key] = np.empty(stored.shape, np.uint16)
+        to_bfloat16(stored, bits)
+        return bits.T if transposed else bits
+
+    def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+        if out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise TypeError(f"bfloat16 products write float32 C-contiguous outputs, got {out.dtype}")
+        if 0 in (a.shape[0], a.shape[1], b.shape[1]):
+            out[...] = 0
+            return out
+        return self.library.multiply(self._operand(a, "a"), self._operand(b, "b"), out)
+
+
+class MklBf16:
+    """MKL's `cblas_gemm_bf16bf16f32` on bfloat16 bits, C-contiguous or transposed views."""
+
+    name = "mkl"
 
     def __init__(self, library: ctypes.CDLL) -> None:
         fn = library.cblas_gemm_bf16bf16f32
@@ -65,48 +97,70 @@ class Bf16Gemm:
         fn.restype = None
         fn.argtypes = [int_, int_, int_, int_, int_, int_, ctypes.c_float, ptr, int_, ptr, int_, ctypes.c_float, ptr, int_]
         self._gemm = fn
-        self._scratch: dict[tuple, np.ndarray] = {}  # per thread, slot and shape
 
-    def _operand(self, a: np.ndarray, slot: str) -> tuple[np.ndarray, int, int]:
-        """(bf16 bits, CBLAS transpose flag, leading dimension) of an operand."""
-        stored, flag = (a, gemm.NO_TRANS) if a.flags.c_contiguous else (a.T, gemm.TRANS)
-        if not stored.flags.c_contiguous or stored.dtype != np.float32:
-            stored, flag = np.ascontiguousarray(a, np.float32), gemm.NO_TRANS
-        key = (threading.get_ident(), slot, stored.shape)  # threads computing row blocks at once each keep their own
-        bits = self._scratch.get(key)
-        if bits is None:
-            bits = self._scratch[key] = np.empty(stored.shape, np.uint16)
-        return to_bfloat16(stored, bits), flag, max(1, stored.shape[1])
+    @staticmethod
+    def _layout(bits: np.ndarray) -> tuple[int, int]:
+        """(CBLAS transpose flag, leading dimension) of a C-contiguous array or its transpose."""
+        if bits.flags.c_contiguous:
+            return gemm.NO_TRANS, max(1, bits.shape[1])
+        return gemm.TRANS, max(1, bits.shape[0])
 
-    def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
-        if out.dtype != np.float32 or not out.flags.c_contiguous:
-            raise TypeError(f"bfloat16 products write float32 C-contiguous outputs, got {out.dtype}")
-        (m, k), n = a.shape, b.shape[1]
-        if 0 in (m, n, k):
-            out[...] = 0
-            return out
-        bits_a, ta, lda = self._operand(a, "a")
-        bits_b, tb, ldb = self._operand(b, "b")
-        self._gemm(gemm.ROW_MAJOR, ta, tb, m, n, k, 1.0, bits_a.ctypes.data, lda, bits_b.ctypes.data, ldb, 0.0,
+    def multiply(self, a_bits: np.ndarray, b_bits: np.ndarray, out: np.ndarray) -> np.ndarray:
+        (m, k), n = a_bits.shape, b_bits.shape[1]
+        (ta, lda), (tb, ldb) = self._layout(a_bits), self._layout(b_bits)
+        self._gemm(gemm.ROW_MAJOR, ta, tb, m, n, k, 1.0, a_bits.ctypes.data, lda, b_bits.ctypes.data, ldb, 0.0,
                    out.ctypes.data, max(1, n))
         return out
 
 
-@functools.cache
-def library() -> tuple[Bf16Gemm | None, str | None]:
-    """(the bf16 GEMM, None) where MKL has one, else (None, why not); ignores the CPU's units."""
+def _load_mkl() -> tuple[RoundedProducts | None, str | None]:
     gemm.libraries()  # loads MKL as the GEMM chooser does (its thread settings) where it is installed
     path = gemm.mkl_path()
     if path is None:
         return None, 'MKL is not installed (pip install "fastnn[mkl]")'
     try:
-        return Bf16Gemm(ctypes.CDLL(path)), None
+        return RoundedProducts(MklBf16(ctypes.CDLL(path))), None
     except (OSError, AttributeError) as err:
         return None, f"{path} has no cblas_gemm_bf16bf16f32 ({type(err).__name__}: {err})"
 
 
+def _load_onednn() -> tuple[RoundedProducts | None, str | None]:
+    path = onednn.library_path()
+    if path is None:
+        return None, 'oneDNN is not installed (pip install "fastnn[onednn]")'
+    try:
+        return RoundedProducts(onednn.OneDNN(path)), None
+    except (OSError, AttributeError, onednn.OneDnnError) as err:
+        return None, f"{path} is not a usable oneDNN ({type(err).__name__}: {err})"
+
+
+@functools.cache
+def libraries() -> tuple[dict[str, RoundedProducts], dict[str, str]]:
+    """({name: bf16 products} that load here, {name: why not} for the others); ignores the CPU's units."""
+    usable, why_not = {}, {}
+    for name, load in (("onednn", _load_onednn), ("mkl", _load_mkl)):
+        found, why = load()
+        if found is None:
+            why_not[name] = why
+        else:
+            usable[name] = found
+    return usable, why_not
+
+
+@functools.cache
+def library() -> tuple[Any, str | None]:
+    """(bf16 `matmul`, None) where a library has one, else (None, why not): with both oneDNN and
+    MKL, a chooser times each on a shape's first products and keeps the faster (the two differ
+    by 2-8x with the CPU's vendor: docs/kernels.md#bf16-gemm)."""
+    usable, why_not = libraries()
+    if not usable:
+        return None, "; ".join(why_not.values())
+    found = list(usable.values())
+    return (found[0] if len(found) == 1 else gemm.Chooser(found)), None
+
+
 def problem() -> str | None:
-    """None when bf16 products run here on bf16 units through MKL; else what is missing."""
+    """None when bf16 products run here on bf16 units through oneDNN or MKL; else what is missing."""
     flags = cpu_flags()
     if not flags:
         return "this CPU has no bfloat16 units (neither AMX nor AVX512-BF16 in /proc/cpuinfo)"

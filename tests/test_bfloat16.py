@@ -1,15 +1,16 @@
 """precision="bfloat16": the pure rounding equals a bit-level conversion on every backend, the
-Numba conversion and MKL's bf16 GEMM equal the pure twin, a bf16 fit stays within 2 % of the
+Numba conversion and each bf16 GEMM (oneDNN, MKL) equal the pure twin, a bf16 fit stays within 2 % of the
 float32 fit for 50 steps on digits, weights stay float32, and clear errors where it cannot run."""
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
+from conftest import backend_params, to_np
 
 import fastnn
-from conftest import backend_params, to_np
-import importlib
 from fastnn.backend import BackendUnavailableError, import_namespace
 from fastnn.bfloat16 import round_to_bfloat16
 from fastnn.layers import Conv2D, Dense, Flatten
@@ -52,25 +53,56 @@ def test_the_numba_conversion_equals_the_pure_twin():
     assert np.isnan(kernels.from_bfloat16(kernels.to_bfloat16(np.array([np.nan, -np.nan], np.float32)))).all()
 
 
-@pytest.mark.skipif(kernels.library()[0] is None, reason=f"no MKL bf16 GEMM: {kernels.library()[1]}")
-@pytest.mark.parametrize("layout", ["a@b", "a.T@b", "a@b.T"])
-def test_mkls_bf16_gemm_equals_the_rounded_product(layout):
-    """MKL emulates bf16 where the CPU has no units: the numbers are the same either way."""
+def bf16_libraries():
+    """Each bf16 GEMM library, skipped where it does not load (e.g. not installed)."""
+    usable, why_not = kernels.libraries()
+    for name in ("onednn", "mkl"):
+        yield pytest.param(name, id=name, marks=pytest.mark.skipif(name not in usable, reason=str(why_not.get(name))))
+
+
+@pytest.mark.parametrize("library", list(bf16_libraries()))
+@pytest.mark.parametrize("layout", ["a@b", "a.T@b", "a@b.T", "a.T@b.T"])
+def test_each_bf16_gemm_equals_the_rounded_product(library, layout):
+    """The libraries emulate bf16 where the CPU has no units: the numbers are the same either way."""
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((70, 50)).astype(np.float32), rng.standard_normal((50, 30)).astype(np.float32)
-    a = np.ascontiguousarray(a.T).T if layout == "a.T@b" else a
-    b = np.ascontiguousarray(b.T).T if layout == "a@b.T" else b
+    a = np.ascontiguousarray(a.T).T if ".T@" in layout else a
+    b = np.ascontiguousarray(b.T).T if layout.endswith("b.T") else b
     out = np.empty((70, 30), np.float32)
-    kernels.library()[0].matmul(a, b, out)
+    kernels.libraries()[0][library].matmul(a, b, out)
     exact = round_to_bfloat16(a, np).astype(np.float64) @ round_to_bfloat16(b, np).astype(np.float64)
     np.testing.assert_allclose(out, exact, rtol=1e-5, atol=1e-5)  # float32 sums of exact products
     assert np.abs(out - a.astype(np.float64) @ b).max() > 1e-3  # and it did round: not a float32 GEMM
 
 
+@pytest.mark.parametrize("library", list(bf16_libraries()))
+def test_a_bf16_gemm_on_several_threads_at_once_gives_each_its_own_product(library):
+    """Row-block threads multiply at once: each thread's scratch, streams and primitives are its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    products = kernels.libraries()[0][library]
+    rng = np.random.default_rng(3)
+    pairs = [(rng.standard_normal((300, 40)).astype(np.float32), rng.standard_normal((40, 20)).astype(np.float32))
+             for _ in range(8)]
+
+    def multiply(pair):
+        out = np.empty((300, 20), np.float32)
+        with fastnn.threads.one_thread_each():
+            for _ in range(5):
+                products.matmul(*pair, out)
+        return out
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(multiply, pairs))
+    for (a, b), out in zip(pairs, results):
+        exact = round_to_bfloat16(a, np).astype(np.float64) @ round_to_bfloat16(b, np).astype(np.float64)
+        np.testing.assert_allclose(out, exact, rtol=1e-5, atol=1e-5)
+
+
 def bf16_paths():
     yield pytest.param(False, id="pure-rounding")
     why = kernels.problem()
-    yield pytest.param(True, id="mkl-bf16", marks=pytest.mark.skipif(why is not None, reason=str(why)))
+    yield pytest.param(True, id="bf16-gemm", marks=pytest.mark.skipif(why is not None, reason=str(why)))
 
 
 def digits_losses(precision, kernels_on, steps=50):
@@ -122,12 +154,47 @@ def test_bfloat16_where_it_cannot_run_is_a_clear_error():
         fastnn.use("numpy", precision="bfloat16")
 
 
-@pytest.mark.skipif(kernels.library()[0] is None, reason=f"no MKL bf16 GEMM: {kernels.library()[1]}")
-def test_the_fused_kernels_with_mkls_bf16_gemm_train_as_the_pure_rounding_path(monkeypatch, request):
-    """The kernel path end to end, on any CPU MKL emulates bf16 on (the unit check is what
-    stands aside here: the numbers are the same with or without the units)."""
+@pytest.mark.parametrize("library", list(bf16_libraries()))
+def test_the_fused_kernels_with_each_bf16_gemm_train_as_the_pure_rounding_path(monkeypatch, request, library):
+    """The kernel path end to end, on any CPU the libraries emulate bf16 on (the unit check is
+    what stands aside here: the numbers are the same with or without the units)."""
     monkeypatch.setattr(kernels, "cpu_flags", lambda: {"avx512_bf16"})
+    monkeypatch.setattr(kernels, "library", lambda: (kernels.libraries()[0][library], None))
+    make = importlib.import_module("fastnn.backend")._make
+    make.cache_clear()  # a backend made before holds the chooser, not this library
     request.addfinalizer(importlib.import_module("fastnn.backend")._make.cache_clear)  # forget the backend made past the check
     fused, _ = digits_losses("bfloat16", True, steps=20)
     pure, _ = digits_losses("bfloat16", False, steps=20)
     np.testing.assert_allclose(fused, pure, rtol=1e-4)
+
+
+@pytest.mark.parametrize("library", list(bf16_libraries()))
+def test_row_blocks_on_threads_multiply_in_bf16_as_the_blocks_in_turn(monkeypatch, request, library):
+    """A large batch's row blocks run on several threads at once, each multiplying through the
+    bf16 library with its own scratch and (oneDNN) one OpenMP thread: the same fit as one thread."""
+    from fastnn.kernels.cpu_ops import NumbaOps
+    from fastnn.kernels.epoch_engine import CompiledEpochEngine
+
+    from fastnn import row_blocks
+
+    monkeypatch.setattr(kernels, "cpu_flags", lambda: {"avx512_bf16"})
+    monkeypatch.setattr(kernels, "library", lambda: (kernels.libraries()[0][library], None))
+    make = importlib.import_module("fastnn.backend")._make
+    make.cache_clear()
+    request.addfinalizer(make.cache_clear)
+    monkeypatch.setattr(NumbaOps, "block_rows", 64)
+    monkeypatch.setattr(CompiledEpochEngine, "max_work_per_layer", 0)  # layer by layer, through the row blocks
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1000, 20)).astype(np.float32)
+    y = (x[:, :3].sum(axis=1) > 0).astype(np.int64) + (x[:, 3] > 1)
+    fits = []
+    for threads in (1, 3):
+        monkeypatch.setattr(row_blocks, "threads_for", lambda blocks, n=threads: n)
+        with fastnn.use("numpy", precision="bfloat16"):
+            model = fastnn.Sequential([Dense(32, "relu"), Dense(3, "softmax")], seed=0)
+            model.compile({"name": "adam", "lr": 0.01}, "sparse_categorical_crossentropy")
+            history = model.fit(x, y, epochs=4, batch_size=None, verbose=0)
+        fits.append((model.get_weights(), history.history["loss"]))
+    np.testing.assert_allclose(fits[0][1], fits[1][1], rtol=1e-5)
+    for a, b in zip(fits[0][0], fits[1][0]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -62,7 +62,7 @@ def test_the_cli_log_redirected_to_a_file_is_readable(tmp_path):
 def test_info_lists_every_optional_part_with_why_not_or_its_version():
     out = subprocess.run([sys.executable, "-m", "fastnn", "info"], capture_output=True, text=True, check=True).stdout
     section = out.split("optional parts:\n", 1)[1]
-    for part in ("cupy", "numba-cuda", "torch", "jax", "mpi4py", "mkl", "scikit-learn", "onnx", "matplotlib",
+    for part in ("cupy", "numba-cuda", "torch", "jax", "mpi4py", "mkl", "onednn", "scikit-learn", "onnx", "matplotlib",
                  "bfloat16"):
         line = next(line for line in section.splitlines() if line.strip().startswith(f"{part}:"))
         assert ": available" in line or ("unavailable: " in line and len(line) > len(part) + 20)

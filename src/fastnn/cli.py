@@ -111,6 +111,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"kernels: {kernels}")
     if problem is None:
         _print_gemm()
+        _print_bfloat16()
         from fastnn.kernels import cuda_toolchain
 
         cuda = cuda_toolchain.problem()
@@ -152,6 +153,22 @@ def _print_gemm() -> None:
     print(f"gemm: {mode} (force one: fastnn.use('numpy', gemm=...) or FASTNN_GEMM)")
     if "mkl" in usable:
         print(f"  mkl: {usable['mkl'].version} ({usable['mkl'].path})")
+    for name, why in why_not.items():
+        print(f"  {name}: unavailable: {why}")
+
+
+def _print_bfloat16() -> None:
+    """Which library multiplies precision="bfloat16" products, or why none runs here."""
+    from fastnn.kernels import bfloat16
+
+    usable, why_not = bfloat16.libraries()
+    why = bfloat16.problem()
+    if why is None:
+        names = ", ".join(usable)
+        print(f"bfloat16: on {', '.join(sorted(bfloat16.cpu_flags()))} units, "
+              + (f"per shape the faster of {names}" if len(usable) > 1 else names))
+    else:
+        print(f"bfloat16: off: {why} (precision='bfloat16', kernels=False rounds in pure code)")
     for name, why in why_not.items():
         print(f"  {name}: unavailable: {why}")
 

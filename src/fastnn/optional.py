@@ -43,35 +43,33 @@ def _cuda_kernels() -> str | None:
     return cuda_toolchain.problem()
 
 
-def _mkl() -> str | None:
-    from fastnn import extensions
-
-    if extensions.problem() is not None:
-        return f"fastnn's kernels are off ({extensions.problem()})"
-    from fastnn.kernels import gemm
-
-    return gemm.libraries()[1].get("mkl")
-
-
 def _mpi() -> str | None:
     if importlib.util.find_spec("mpi4py") is None:
         return "mpi4py is not installed"
     return None
 
 
+def _kernel_part(name: str) -> Callable[[], str | None]:
+    """Why a library fastnn's kernels load (fastnn.kernels.gemm or .bfloat16) is not usable here."""
+    def why_not() -> str | None:
+        from fastnn import extensions
+
+        if extensions.problem() is not None:
+            return f"fastnn's kernels are off ({extensions.problem()})"
+        from fastnn.kernels import bfloat16, gemm
+
+        return (gemm if name == "mkl" else bfloat16).libraries()[1].get(name)
+
+    return why_not
+
+
 def _bfloat16() -> str | None:
-    flags = _cpu_flags()
-    has = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
-    cpu = f"this CPU has {' and '.join(has)}" if has else "this CPU has neither AVX512-BF16 nor AMX-BF16"
-    return f"bfloat16 training is not in fastnn yet ({cpu})"
+    """Why precision="bfloat16" cannot run on bf16 units here (it always runs with kernels=False)."""
+    from fastnn import extensions
 
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return set(next(line for line in f if line.startswith("flags")).split(":", 1)[1].split())
-    except (OSError, StopIteration):
-        return set()
+    if extensions.problem() is not None:
+        return f"fastnn's kernels are off ({extensions.problem()}); precision='bfloat16', kernels=False rounds in pure code"
+    return extensions.bfloat16_problem()
 
 
 # (name, packages whose version is shown, why it is not usable, how to install it)
@@ -81,7 +79,8 @@ PARTS: list[tuple[str, tuple[str, ...], Callable[[], str | None], str]] = [
     ("torch", ("torch",), _backend("torch"), 'pip install "fastnn[torch]"'),
     ("jax", ("jax",), _backend("jax"), 'pip install "fastnn[jax]"'),
     ("mpi4py", ("mpi4py",), _mpi, 'pip install "fastnn[mpi]"'),
-    ("mkl", ("mkl",), _mkl, 'pip install "fastnn[mkl]"'),
+    ("mkl", ("mkl",), _kernel_part("mkl"), 'pip install "fastnn[mkl]"'),
+    ("onednn", ("onednn-cpu-gomp",), _kernel_part("onednn"), 'pip install "fastnn[onednn]"'),
     ("scikit-learn", ("scikit-learn",), _module("sklearn"), 'pip install "fastnn[sklearn]"'),
     ("onnx", ("onnx", "onnxruntime"), _module("onnx"), 'pip install "fastnn[onnx]"'),
     ("matplotlib", ("matplotlib",), _module("matplotlib"), 'pip install "fastnn[plot]"'),

@@ -19,7 +19,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
-from fastnn.threads import usable_cores
+from fastnn.threads import one_thread_each, usable_cores
 
 SLOT_BYTES = 64 << 20  # at most this much per-block gradient memory: bigger batches go in waves
 
@@ -92,8 +92,9 @@ def blocked_gradients(engine: Any, spec: Any, state: Any, x: Any, y: Any, rows: 
         return [weight * g for g in view.grads], value * weight, {k: v * weight for k, v in values.items()}
 
     def work(view: Any, queue: Any, results: dict) -> None:
-        for i, start in queue:  # next() on a shared iterator: each block goes to exactly one thread
-            results[i] = block(view, start)
+        with one_thread_each():  # OpenMP's thread count is per calling thread: the BLAS limit below misses it
+            for i, start in queue:  # next() on a shared iterator: each block goes to exactly one thread
+                results[i] = block(view, start)
 
     with _blas_controller().limit(limits=1):
         for first in range(0, len(starts), wave):

@@ -9,7 +9,10 @@ run four BLAS threads on two cores, and their spinning made `mpiexec -n 2 fastnn
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 
 # OpenBLAS's idle workers spin 2**28 cycles (about 80 ms) after each product before they sleep,
 # holding a core the next step's row-block threads need (docs/kernels.md#openblas-spin); 2**20
@@ -18,6 +21,7 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 _SHARE: list[int] = []  # this process's threads when ranks share the host; empty: all its cores
+_LOCAL = threading.local()  # one_thread_each(): a thread that computes one of several blocks at once
 
 
 def cores() -> frozenset[int]:
@@ -30,6 +34,23 @@ def cores() -> frozenset[int]:
 def usable_cores() -> int:
     """How many threads a library of this process should use."""
     return min([len(cores())] + _SHARE)
+
+
+def threads_here() -> int:
+    """Threads for a library called from this thread: usable_cores(), or 1 inside one_thread_each()."""
+    return 1 if getattr(_LOCAL, "single", False) else usable_cores()
+
+
+@contextlib.contextmanager
+def one_thread_each() -> Iterator[None]:
+    """This thread is one of several computing at once (fastnn.row_blocks): a library that
+    threads per calling thread (OpenMP: oneDNN) runs one thread here."""
+    before = getattr(_LOCAL, "single", False)
+    _LOCAL.single = True
+    try:
+        yield
+    finally:
+        _LOCAL.single = before
 
 
 def threads_per_rank(own: frozenset[int], local: list[frozenset[int]]) -> int:
