@@ -57,33 +57,86 @@ def cpu_flags() -> set[str]:
 
 
 class RoundedProducts:
-    """`matmul(a, b, out)`: float32 a @ b through bfloat16 operands and a library's bf16 GEMM
-    (`multiply(a_bits, b_bits, out)`, float32 sums). A transposed view of a C-contiguous array is
-    rounded as stored and passed transposed."""
+    """float32 products through bfloat16 operands: `round(a)` gives a's bf16 bits, `multiply`
+    multiplies bits with float32 sums in `library` (a bf16 GEMM, or a chooser among them), and
+    `matmul(a, b, out)` does both. A transposed view of a C-contiguous array is rounded as
+    stored and multiplied transposed."""
 
-    def __init__(self, library) -> None:
+    def __init__(self, library: Any) -> None:
         self.library = library
-        self.name = library.name
         self._scratch: dict[tuple, np.ndarray] = {}  # per thread, slot and shape
 
-    def _operand(self, a: np.ndarray, slot: str) -> np.ndarray:
-        """a's values as bfloat16 bits: C-contiguous, or the transpose of a C-contiguous array."""
-        transposed = a.dtype == np.float32 and not a.flags.c_contiguous and a.T.flags.c_contiguous
+    def round(self, a: np.ndarray, bits: np.ndarray | None = None) -> np.ndarray:
+        """a's values as bfloat16 bits, in `bits` (shaped as a is stored) or a fresh array."""
+        transposed = self._transposed(a)
         stored = a.T if transposed else np.ascontiguousarray(a, np.float32)
-        key = (threading.get_ident(), slot, stored.shape)  # threads computing row blocks at once each keep their own
-        bits = self._scratch.get(key)
-        if bits is None:
-            bits = self._scratch[key] = np.empty(stored.shape, np.uint16)
-        to_bfloat16(stored, bits)
+        bits = to_bfloat16(stored, bits)
         return bits.T if transposed else bits
 
-    def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _transposed(a: np.ndarray) -> bool:
+        return a.dtype == np.float32 and not a.flags.c_contiguous and a.T.flags.c_contiguous
+
+    def stored_shape(self, a: np.ndarray) -> tuple[int, ...]:
+        """The shape of `round(a)`'s bits as stored."""
+        return a.T.shape if self._transposed(a) else a.shape
+
+    def multiply(self, a_bits: np.ndarray, b_bits: np.ndarray, out: np.ndarray) -> np.ndarray:
         if out.dtype != np.float32 or not out.flags.c_contiguous:
             raise TypeError(f"bfloat16 products write float32 C-contiguous outputs, got {out.dtype}")
-        if 0 in (a.shape[0], a.shape[1], b.shape[1]):
+        if 0 in (a_bits.shape[0], a_bits.shape[1], b_bits.shape[1]):
             out[...] = 0
             return out
-        return self.library.multiply(self._operand(a, "a"), self._operand(b, "b"), out)
+        return self.library.matmul(a_bits, b_bits, out)
+
+    def dense_forward(self, x: np.ndarray, W: np.ndarray, z: np.ndarray, buffers: dict | None) -> np.ndarray:
+        """z = x @ W; x's and W's bits stay in a layer's `buffers` for its backward."""
+        return self.multiply(self._keep(x, buffers, "x"), self._keep(W, buffers, "W"), z)
+
+    def dense_backward(self, x: np.ndarray, W: np.ndarray, dz: np.ndarray, dW: np.ndarray, dx: np.ndarray | None,
+                       buffers: dict | None) -> None:
+        """dW = x.T @ dz and, unless dx is None, dx = dz @ W.T: dz rounded once for both, x and W
+        not again when the forward's bits in `buffers` still stand for them (nothing writes to a
+        layer's input or weights between its forward and backward)."""
+        dz_bits = self._keep(dz, buffers, "dz")
+        self.multiply(self._kept(x, buffers, "x").T, dz_bits, dW)
+        if dx is not None:
+            self.multiply(dz_bits, self._kept(W, buffers, "W").T, dx)
+
+    def _keep(self, a: np.ndarray, buffers: dict | None, name: str) -> np.ndarray:
+        """a rounded into buffers' bits for `name`, which remember which array they round."""
+        if buffers is None:
+            return self.round(a)
+        shape = self.stored_shape(a)
+        bits = buffers.get((name + " bits", shape))
+        if bits is None:
+            bits = buffers[(name + " bits", shape)] = np.empty(shape, np.uint16)
+        buffers[name + " rounds"] = (_identity(a), shape)
+        return self.round(a, bits)
+
+    def _kept(self, a: np.ndarray, buffers: dict | None, name: str) -> np.ndarray:
+        """The bits `_keep` left for `name` if they round this very array, else a rounded anew."""
+        kept = None if buffers is None else buffers.get(name + " rounds")
+        if kept is None or kept[0] != _identity(a):
+            return self._keep(a, buffers, name)
+        bits = buffers[(name + " bits", kept[1])]
+        return bits.T if self._transposed(a) else bits
+
+    def _scratch_round(self, a: np.ndarray, slot: str) -> np.ndarray:
+        key = (threading.get_ident(), slot, self.stored_shape(a))  # row-block threads each keep their own
+        bits = self._scratch.get(key)
+        if bits is None:
+            bits = self._scratch[key] = np.empty(key[2], np.uint16)
+        return self.round(a, bits)
+
+    def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """out = a @ b of float32 arrays, each operand rounded to bfloat16 first."""
+        return self.multiply(self._scratch_round(a, "a"), self._scratch_round(b, "b"), out)
+
+
+def _identity(a: np.ndarray) -> tuple:
+    """Which memory an array views, and how."""
+    return a.ctypes.data, a.shape, a.strides
 
 
 class MklBf16:
@@ -105,7 +158,8 @@ class MklBf16:
             return gemm.NO_TRANS, max(1, bits.shape[1])
         return gemm.TRANS, max(1, bits.shape[0])
 
-    def multiply(self, a_bits: np.ndarray, b_bits: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def matmul(self, a_bits: np.ndarray, b_bits: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """out = a @ b from bfloat16 bits, float32 sums."""
         (m, k), n = a_bits.shape, b_bits.shape[1]
         (ta, lda), (tb, ldb) = self._layout(a_bits), self._layout(b_bits)
         self._gemm(gemm.ROW_MAJOR, ta, tb, m, n, k, 1.0, a_bits.ctypes.data, lda, b_bits.ctypes.data, ldb, 0.0,
@@ -113,30 +167,30 @@ class MklBf16:
         return out
 
 
-def _load_mkl() -> tuple[RoundedProducts | None, str | None]:
+def _load_mkl() -> tuple[MklBf16 | None, str | None]:
     gemm.libraries()  # loads MKL as the GEMM chooser does (its thread settings) where it is installed
     path = gemm.mkl_path()
     if path is None:
         return None, 'MKL is not installed (pip install "fastnn[mkl]")'
     try:
-        return RoundedProducts(MklBf16(ctypes.CDLL(path))), None
+        return MklBf16(ctypes.CDLL(path)), None
     except (OSError, AttributeError) as err:
         return None, f"{path} has no cblas_gemm_bf16bf16f32 ({type(err).__name__}: {err})"
 
 
-def _load_onednn() -> tuple[RoundedProducts | None, str | None]:
+def _load_onednn() -> tuple[onednn.OneDNN | None, str | None]:
     path = onednn.library_path()
     if path is None:
         return None, 'oneDNN is not installed (pip install "fastnn[onednn]")'
     try:
-        return RoundedProducts(onednn.OneDNN(path)), None
+        return onednn.OneDNN(path), None
     except (OSError, AttributeError, onednn.OneDnnError) as err:
         return None, f"{path} is not a usable oneDNN ({type(err).__name__}: {err})"
 
 
 @functools.cache
-def libraries() -> tuple[dict[str, RoundedProducts], dict[str, str]]:
-    """({name: bf16 products} that load here, {name: why not} for the others); ignores the CPU's units."""
+def libraries() -> tuple[dict[str, Any], dict[str, str]]:
+    """({name: bf16 GEMM on bits} that load here, {name: why not} for the others); ignores the CPU's units."""
     usable, why_not = {}, {}
     for name, load in (("onednn", _load_onednn), ("mkl", _load_mkl)):
         found, why = load()
@@ -148,15 +202,15 @@ def libraries() -> tuple[dict[str, RoundedProducts], dict[str, str]]:
 
 
 @functools.cache
-def library() -> tuple[Any, str | None]:
-    """(bf16 `matmul`, None) where a library has one, else (None, why not): with both oneDNN and
+def library() -> tuple[RoundedProducts | None, str | None]:
+    """(bf16 products, None) where a library has a bf16 GEMM, else (None, why not): with both oneDNN and
     MKL, a chooser times each on a shape's first products and keeps the faster (the two differ
     by 2-8x with the CPU's vendor: docs/kernels.md#bf16-gemm)."""
     usable, why_not = libraries()
     if not usable:
         return None, "; ".join(why_not.values())
     found = list(usable.values())
-    return (found[0] if len(found) == 1 else gemm.Chooser(found)), None
+    return RoundedProducts(found[0] if len(found) == 1 else gemm.Chooser(found)), None
 
 
 def problem() -> str | None:

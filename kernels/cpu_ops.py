@@ -37,6 +37,30 @@ def _buffer(buffers: dict | None, key: str, shape: tuple, dtype: Any) -> np.ndar
     return buf
 
 
+class Float32Products:
+    """A Dense layer's products in the model's dtype through `matmul(a, b, out)` (BLAS)."""
+
+    def __init__(self, matmul: Any) -> None:
+        self.matmul = matmul
+
+    def dense_forward(self, x: np.ndarray, W: np.ndarray, z: np.ndarray, buffers: dict | None) -> np.ndarray:
+        return self.matmul(x, W, z)
+
+    def dense_backward(self, x: np.ndarray, W: np.ndarray, dz: np.ndarray, dW: np.ndarray, dx: np.ndarray | None,
+                       buffers: dict | None) -> None:
+        """dW = x.T @ dz and, unless dx is None, dx = dz @ W.T."""
+        if x.shape[0] == 1:  # BLAS is slow at k = 1; see docs/kernels.md#outer-products
+            cpu.outer_product(x.reshape(-1), dz.reshape(-1), dW)
+        else:
+            self.matmul(x.T, dz, dW)
+        if dx is None:
+            return
+        if W.shape[1] == 1:  # an outer product again: docs/kernels.md#outer-products
+            cpu.outer_product(dz.reshape(-1), W.reshape(-1), dx)
+        else:
+            self.matmul(dz, W.T, dx)
+
+
 class NumbaOps(ArrayOps):
     name = "numba"
     block_rows = 8192  # a block's activations stay in cache; see docs/kernels.md#row-blocks
@@ -44,19 +68,20 @@ class NumbaOps(ArrayOps):
 
     def __init__(self, backend: Any) -> None:
         super().__init__(backend)
-        if self.bfloat16:  # checked where the backend was made: MKL's bf16 GEMM runs here
+        if self.bfloat16:  # checked where the backend was made: a bf16 GEMM runs here
             from fastnn.kernels import bfloat16
 
-            self.matmul = bfloat16.library()[0].matmul
+            self.products = bfloat16.library()[0]
         else:
-            self.matmul = gemm.matmul_for(backend.gemm)  # matmul(a, b, out): OpenBLAS or MKL, per shape
+            self.products = Float32Products(gemm.matmul_for(backend.gemm))  # OpenBLAS or MKL, per shape
+        self.matmul = self.products.matmul  # matmul(a, b, out)
 
     def dense_forward(self, x, W, b, act, buffers=None):
         code = act.code
         if code is None or not _native(x, W, b):
             return super().dense_forward(x, W, b, act, buffers)
         shape = (x.shape[0], W.shape[1])
-        z = self.matmul(x, W, _buffer(buffers, "z", shape, W.dtype))
+        z = self.products.dense_forward(x, W, _buffer(buffers, "z", shape, W.dtype), buffers)
         y = _buffer(buffers, "y", shape, W.dtype) if act.needs_z else z
         alpha = W.dtype.type(act.alpha)
         if act.needs_z:
@@ -75,17 +100,8 @@ class NumbaOps(ArrayOps):
         saved = z if act.needs_z else y
         cpu.dense_kernels(code).act_grad_bias(dy, saved, dtype.type(act.alpha), dz, db)
         dW = _buffer(buffers, "dW", W.shape, dtype)
-        if x.shape[0] == 1 and not self.bfloat16:  # BLAS is slow at k = 1; see docs/kernels.md#outer-products
-            cpu.outer_product(x.reshape(-1), dz.reshape(-1), dW)
-        else:
-            self.matmul(x.T, dz, dW)
-        dx = None
-        if need_dx:
-            dx = _buffer(buffers, "dx", x.shape, dtype)
-            if W.shape[1] == 1 and not self.bfloat16:  # an outer product again: docs/kernels.md#outer-products
-                cpu.outer_product(dz.reshape(-1), W.reshape(-1), dx)
-            else:
-                self.matmul(dz, W.T, dx)
+        dx = _buffer(buffers, "dx", x.shape, dtype) if need_dx else None
+        self.products.dense_backward(x, W, dz, dW, dx, buffers)
         return dx, dW, db
 
     def loss(self, loss, y_pred, y_true, buffers=None, weights=None):

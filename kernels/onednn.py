@@ -85,7 +85,7 @@ class _Product:
 
 
 class OneDNN:
-    """`multiply(a_bits, b_bits, out)`: out = a @ b from bfloat16 bit patterns (uint16 arrays,
+    """`matmul(a_bits, b_bits, out)`: out = a @ b from bfloat16 bit patterns (uint16 arrays,
     any 2-D strides), float32 sums written to a C-contiguous float32 `out`."""
 
     name = "onednn"
@@ -109,7 +109,7 @@ class OneDNN:
         v = self._dnnl.dnnl_version().contents
         return f"oneDNN {v.major}.{v.minor}.{v.patch}"
 
-    def multiply(self, a_bits: np.ndarray, b_bits: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def matmul(self, a_bits: np.ndarray, b_bits: np.ndarray, out: np.ndarray) -> np.ndarray:
         local = self._local
         if not hasattr(local, "stream"):
             local.stream, local.products, local.threads = _void_p(), {}, None

@@ -69,7 +69,7 @@ def test_each_bf16_gemm_equals_the_rounded_product(library, layout):
     a = np.ascontiguousarray(a.T).T if ".T@" in layout else a
     b = np.ascontiguousarray(b.T).T if layout.endswith("b.T") else b
     out = np.empty((70, 30), np.float32)
-    kernels.libraries()[0][library].matmul(a, b, out)
+    kernels.RoundedProducts(kernels.libraries()[0][library]).matmul(a, b, out)
     exact = round_to_bfloat16(a, np).astype(np.float64) @ round_to_bfloat16(b, np).astype(np.float64)
     np.testing.assert_allclose(out, exact, rtol=1e-5, atol=1e-5)  # float32 sums of exact products
     assert np.abs(out - a.astype(np.float64) @ b).max() > 1e-3  # and it did round: not a float32 GEMM
@@ -80,7 +80,7 @@ def test_a_bf16_gemm_on_several_threads_at_once_gives_each_its_own_product(libra
     """Row-block threads multiply at once: each thread's scratch, streams and primitives are its own."""
     from concurrent.futures import ThreadPoolExecutor
 
-    products = kernels.libraries()[0][library]
+    products = kernels.RoundedProducts(kernels.libraries()[0][library])
     rng = np.random.default_rng(3)
     pairs = [(rng.standard_normal((300, 40)).astype(np.float32), rng.standard_normal((40, 20)).astype(np.float32))
              for _ in range(8)]
@@ -159,7 +159,7 @@ def test_the_fused_kernels_with_each_bf16_gemm_train_as_the_pure_rounding_path(m
     """The kernel path end to end, on any CPU the libraries emulate bf16 on (the unit check is
     what stands aside here: the numbers are the same with or without the units)."""
     monkeypatch.setattr(kernels, "cpu_flags", lambda: {"avx512_bf16"})
-    monkeypatch.setattr(kernels, "library", lambda: (kernels.libraries()[0][library], None))
+    monkeypatch.setattr(kernels, "library", lambda: (kernels.RoundedProducts(kernels.libraries()[0][library]), None))
     make = importlib.import_module("fastnn.backend")._make
     make.cache_clear()  # a backend made before holds the chooser, not this library
     request.addfinalizer(importlib.import_module("fastnn.backend")._make.cache_clear)  # forget the backend made past the check
@@ -178,7 +178,7 @@ def test_row_blocks_on_threads_multiply_in_bf16_as_the_blocks_in_turn(monkeypatc
     from fastnn import row_blocks
 
     monkeypatch.setattr(kernels, "cpu_flags", lambda: {"avx512_bf16"})
-    monkeypatch.setattr(kernels, "library", lambda: (kernels.libraries()[0][library], None))
+    monkeypatch.setattr(kernels, "library", lambda: (kernels.RoundedProducts(kernels.libraries()[0][library]), None))
     make = importlib.import_module("fastnn.backend")._make
     make.cache_clear()
     request.addfinalizer(make.cache_clear)
@@ -198,3 +198,23 @@ def test_row_blocks_on_threads_multiply_in_bf16_as_the_blocks_in_turn(monkeypatc
     np.testing.assert_allclose(fits[0][1], fits[1][1], rtol=1e-5)
     for a, b in zip(fits[0][0], fits[1][0]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("library", list(bf16_libraries()))
+def test_a_dense_backward_reuses_the_forwards_bits_only_for_the_arrays_they_round(library):
+    """The forward's rounded x and W stand in for them in the backward; another input (a layer
+    called on other data in between) is rounded anew."""
+    products = kernels.RoundedProducts(kernels.libraries()[0][library])
+    rng = np.random.default_rng(5)
+    x, other, W = (rng.standard_normal(s).astype(np.float32) for s in ((64, 20), (64, 20), (20, 30)))
+    dz = rng.standard_normal((64, 30)).astype(np.float32)
+    r = lambda a: round_to_bfloat16(a, np).astype(np.float64)  # noqa: E731
+    buffers: dict = {}
+    z = np.empty((64, 30), np.float32)
+    for inputs in (x, other):
+        products.dense_forward(x, W, z, buffers)
+        np.testing.assert_allclose(z, r(x) @ r(W), rtol=1e-5, atol=1e-5)
+        dW, dx = np.empty((20, 30), np.float32), np.empty((64, 20), np.float32)
+        products.dense_backward(inputs, W, dz, dW, dx, buffers)
+        np.testing.assert_allclose(dW, r(inputs).T @ r(dz), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(dx, r(dz) @ r(W).T, rtol=1e-5, atol=1e-5)
