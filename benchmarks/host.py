@@ -156,7 +156,7 @@ def main() -> int:
     why_bf16 = bfloat16.problem()
     print(f"{time.strftime('%Y-%m-%d')}, {host()}")
     print(f"numpy {np.__version__}; MKL: {gemm.libraries()[0]['mkl'].version if mkl else gemm.libraries()[1]['mkl']}; "
-          f"bf16 kernel: {'runs' if why_bf16 is None else why_bf16}; {args.reps} repetitions\n")
+          f"bf16 kernel: {bfloat16.describe()}; {args.reps} repetitions\n")
     head = "| network | rows | default ms | PyTorch ms | default / PyTorch |"
     if mkl:
         head += " [mkl] ms | [mkl] / PyTorch | [mkl] / default |"

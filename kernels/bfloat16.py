@@ -219,3 +219,13 @@ def problem() -> str | None:
     if not flags:
         return "this CPU has no bfloat16 units (neither AMX nor AVX512-BF16 in /proc/cpuinfo)"
     return library()[1]
+
+
+def describe() -> str:
+    """Which library multiplies bf16 products here and on which units, or why none does."""
+    why = problem()
+    if why is not None:
+        return f"off: {why}"
+    names = list(libraries()[0])
+    which = f"per shape the faster of {', '.join(names)}" if len(names) > 1 else names[0]
+    return f"{which} on {', '.join(sorted(cpu_flags()))} units"

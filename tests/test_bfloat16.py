@@ -208,7 +208,7 @@ def test_a_dense_backward_reuses_the_forwards_bits_only_for_the_arrays_they_roun
     rng = np.random.default_rng(5)
     x, other, W = (rng.standard_normal(s).astype(np.float32) for s in ((64, 20), (64, 20), (20, 30)))
     dz = rng.standard_normal((64, 30)).astype(np.float32)
-    r = lambda a: round_to_bfloat16(a, np).astype(np.float64)  # noqa: E731
+    r = lambda a: round_to_bfloat16(a, np).astype(np.float64)
     buffers: dict = {}
     z = np.empty((64, 30), np.float32)
     for inputs in (x, other):

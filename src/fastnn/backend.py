@@ -317,8 +317,8 @@ class use:
     the BLAS of every matrix product (default "auto", or FASTNN_GEMM: the faster per shape). On
     cupy, `matmul_precision="tf32"` runs float32 products on TF32 tensor cores (off by default:
     10 mantissa bits in the products; docs/gpu.md#tf32). On numpy, `precision="bfloat16"`
-    multiplies every layer's products from bfloat16 operands with float32 sums (MKL's bf16
-    GEMM on AMX or AVX512-BF16 CPUs; weights, gradients and optimizer state stay float32).
+    multiplies every layer's products from bfloat16 operands with float32 sums (oneDNN's or
+    MKL's bf16 GEMM on AMX or AVX512-BF16 CPUs; weights, gradients and optimizer state stay float32).
 
     The choice lives in a ContextVar, so it never leaks into other threads; as a context
     manager it restores the previous backend on exit.

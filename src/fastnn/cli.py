@@ -161,14 +161,8 @@ def _print_bfloat16() -> None:
     """Which library multiplies precision="bfloat16" products, or why none runs here."""
     from fastnn.kernels import bfloat16
 
-    usable, why_not = bfloat16.libraries()
-    why = bfloat16.problem()
-    if why is None:
-        names = ", ".join(usable)
-        print(f"bfloat16: on {', '.join(sorted(bfloat16.cpu_flags()))} units, "
-              + (f"per shape the faster of {names}" if len(usable) > 1 else names))
-    else:
-        print(f"bfloat16: off: {why} (precision='bfloat16', kernels=False rounds in pure code)")
+    print(f"bfloat16: {bfloat16.describe()} (precision='bfloat16', kernels=False rounds in pure code anywhere)")
+    why_not = bfloat16.libraries()[1]
     for name, why in why_not.items():
         print(f"  {name}: unavailable: {why}")
 
