@@ -147,12 +147,18 @@ def test_an_error_in_a_block_reaches_the_caller_after_every_thread_stops(block_t
 
 
 FORKED = """
-import multiprocessing, numpy as np, fastnn
+import multiprocessing, sys, numpy as np, fastnn
 from fastnn import row_blocks
 from fastnn.kernels.cpu_ops import NumbaOps
 from fastnn.kernels.epoch_engine import CompiledEpochEngine
 NumbaOps.block_rows, CompiledEpochEngine.max_work_per_layer = 16, 0
 row_blocks.threads_for = lambda blocks: 2
+
+PRECISION = sys.argv[1]
+if PRECISION == "bfloat16":  # the libraries emulate bf16 on a CPU without the units: same numbers
+    from fastnn.kernels import bfloat16
+    bfloat16.cpu_flags = lambda: {"avx512_bf16"}
+fastnn.use("numpy", precision=PRECISION)
 
 def fit():
     x = np.random.default_rng(5).standard_normal((200, 6)).astype(np.float32)
@@ -162,6 +168,7 @@ def fit():
     return model.get_weights()
 
 if __name__ == "__main__":
+    fit()  # the GEMM choosers' trials: the fits below multiply in the libraries they chose
     parent = fit()
     with multiprocessing.get_context("fork").Pool(1) as children:
         child = children.apply(fit)
@@ -170,10 +177,21 @@ if __name__ == "__main__":
 """
 
 
+def bf16_library_or_skip() -> None:
+    kernels = pytest.importorskip("fastnn.kernels.bfloat16")
+    if not kernels.libraries()[0]:
+        pytest.skip(f"no bf16 GEMM library: {kernels.libraries()[1]}")
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_forked_child_trains_on_threads_of_its_own(tmp_path):
-    """A child forked after the parent trained inherits the pool object but none of its threads."""
+@pytest.mark.parametrize("precision", ["default", "bfloat16"])
+def test_a_forked_child_trains_on_threads_of_its_own(tmp_path, precision):
+    """A child forked after the parent trained inherits the pool object but none of its threads
+    (nor, in bf16, oneDNN's OpenMP threads)."""
+    if precision == "bfloat16":
+        bf16_library_or_skip()
     script = tmp_path / "forked.py"
     script.write_text(FORKED)
-    done = subprocess.run([sys.executable, "-W", "error", str(script)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-W", "error", str(script), precision], capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "same", done.stderr
