@@ -185,7 +185,8 @@ def _load_onednn() -> tuple[onednn.OneDNN | None, str | None]:
     try:
         return onednn.OneDNN(path), None
     except (OSError, AttributeError, onednn.OneDnnError) as err:
-        return None, f"{path} is not a usable oneDNN ({type(err).__name__}: {err})"
+        hint = "; it needs GNU OpenMP: install libgomp1 (GCC's runtime)" if "libgomp" in str(err) else ""
+        return None, f"{path} is not a usable oneDNN ({type(err).__name__}: {err}){hint}"
 
 
 @functools.cache

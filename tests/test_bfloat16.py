@@ -218,3 +218,12 @@ def test_a_dense_backward_reuses_the_forwards_bits_only_for_the_arrays_they_roun
         products.dense_backward(inputs, W, dz, dW, dx, buffers)
         np.testing.assert_allclose(dW, r(inputs).T @ r(dz), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(dx, r(dz) @ r(W).T, rtol=1e-5, atol=1e-5)
+
+
+def test_a_onednn_that_cannot_load_says_why(monkeypatch, tmp_path):
+    """FASTNN_ONEDNN naming something that is not libdnnl: the bf16 libraries report it, no crash."""
+    fake = tmp_path / "libdnnl.so.3"
+    fake.write_bytes(b"not a shared library")
+    monkeypatch.setenv("FASTNN_ONEDNN", str(fake))
+    found, why = kernels._load_onednn()
+    assert found is None and str(fake) in why and "is not a usable oneDNN" in why
