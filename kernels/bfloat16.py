@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from fastnn.kernels import gemm, onednn
+from fastnn.kernels.buffers import scratch
 from fastnn.kernels.cache import CACHE
 from numba import njit
 
@@ -64,7 +65,7 @@ class RoundedProducts:
 
     def __init__(self, library: Any) -> None:
         self.library = library
-        self._scratch: dict[tuple, np.ndarray] = {}  # per thread, slot and shape
+        self._scratch: dict[int, dict] = {}  # per thread: the operands' bits of `matmul`
 
     def round(self, a: np.ndarray, bits: np.ndarray | None = None) -> np.ndarray:
         """a's values as bfloat16 bits, in `bits` (shaped as a is stored) or a fresh array."""
@@ -105,13 +106,9 @@ class RoundedProducts:
 
     def _keep(self, a: np.ndarray, buffers: dict | None, name: str) -> np.ndarray:
         """a rounded into buffers' bits for `name`, which remember which array they round."""
-        if buffers is None:
-            return self.round(a)
-        shape = self.stored_shape(a)
-        bits = buffers.get((name + " bits", shape))
-        if bits is None:
-            bits = buffers[(name + " bits", shape)] = np.empty(shape, np.uint16)
-        buffers[name + " rounds"] = (_identity(a), shape)
+        bits = scratch(buffers, name + " bits", self.stored_shape(a), np.uint16)
+        if buffers is not None:
+            buffers[name + " rounds"] = (_identity(a), bits)
         return self.round(a, bits)
 
     def _kept(self, a: np.ndarray, buffers: dict | None, name: str) -> np.ndarray:
@@ -119,19 +116,12 @@ class RoundedProducts:
         kept = None if buffers is None else buffers.get(name + " rounds")
         if kept is None or kept[0] != _identity(a):
             return self._keep(a, buffers, name)
-        bits = buffers[(name + " bits", kept[1])]
-        return bits.T if self._transposed(a) else bits
-
-    def _scratch_round(self, a: np.ndarray, slot: str) -> np.ndarray:
-        key = (threading.get_ident(), slot, self.stored_shape(a))  # row-block threads each keep their own
-        bits = self._scratch.get(key)
-        if bits is None:
-            bits = self._scratch[key] = np.empty(key[2], np.uint16)
-        return self.round(a, bits)
+        return kept[1].T if self._transposed(a) else kept[1]
 
     def matmul(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
         """out = a @ b of float32 arrays, each operand rounded to bfloat16 first."""
-        return self.multiply(self._scratch_round(a, "a"), self._scratch_round(b, "b"), out)
+        own = self._scratch.setdefault(threading.get_ident(), {})  # row-block threads each keep their own
+        return self.multiply(self._keep(a, own, "a"), self._keep(b, own, "b"), out)
 
 
 def _identity(a: np.ndarray) -> tuple:

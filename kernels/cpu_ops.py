@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from fastnn.kernels import cpu, gemm, windows
+from fastnn.kernels.buffers import scratch
 from fastnn.kernels.scalar import adam_step_sizes
 from fastnn.ops import ArrayOps
 from fastnn.spec import LossCode
@@ -24,17 +25,6 @@ def _native(*arrays: Any) -> bool:
         if type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous:
             return False
     return True
-
-
-def _buffer(buffers: dict | None, key: str, shape: tuple, dtype: Any) -> np.ndarray:
-    """A scratch array kept in `buffers` between steps (a fresh one when buffers is None).
-    Keyed by shape too, so an epoch's short last batch doesn't evict the full-size buffers."""
-    if buffers is None:
-        return np.empty(shape, dtype)
-    buf = buffers.get((key, shape))
-    if buf is None or buf.dtype != dtype:
-        buf = buffers[(key, shape)] = np.empty(shape, dtype)
-    return buf
 
 
 class Float32Products:
@@ -81,8 +71,8 @@ class NumbaOps(ArrayOps):
         if code is None or not _native(x, W, b):
             return super().dense_forward(x, W, b, act, buffers)
         shape = (x.shape[0], W.shape[1])
-        z = self.products.dense_forward(x, W, _buffer(buffers, "z", shape, W.dtype), buffers)
-        y = _buffer(buffers, "y", shape, W.dtype) if act.needs_z else z
+        z = self.products.dense_forward(x, W, scratch(buffers, "z", shape, W.dtype), buffers)
+        y = scratch(buffers, "y", shape, W.dtype) if act.needs_z else z
         alpha = W.dtype.type(act.alpha)
         if act.needs_z:
             cpu.dense_kernels(code).bias_act_keep(z, b, y, alpha)
@@ -95,12 +85,12 @@ class NumbaOps(ArrayOps):
         if code is None or not _native(dy, x, W, y):
             return super().dense_backward(dy, x, W, y, z, act, need_dx, buffers)
         dtype = W.dtype
-        dz = _buffer(buffers, "dz", dy.shape, dtype)
-        db = _buffer(buffers, "db", (W.shape[1],), dtype)
+        dz = scratch(buffers, "dz", dy.shape, dtype)
+        db = scratch(buffers, "db", (W.shape[1],), dtype)
         saved = z if act.needs_z else y
         cpu.dense_kernels(code).act_grad_bias(dy, saved, dtype.type(act.alpha), dz, db)
-        dW = _buffer(buffers, "dW", W.shape, dtype)
-        dx = _buffer(buffers, "dx", x.shape, dtype) if need_dx else None
+        dW = scratch(buffers, "dW", W.shape, dtype)
+        dx = scratch(buffers, "dx", x.shape, dtype) if need_dx else None
         self.products.dense_backward(x, W, dz, dW, dx, buffers)
         return dx, dW, db
 
@@ -108,15 +98,15 @@ class NumbaOps(ArrayOps):
         code = loss.code
         if code is None or weights is not None or not _native(y_pred, y_true):
             return super().loss(loss, y_pred, y_true, buffers, weights)
-        grad = _buffer(buffers, "loss_grad", y_pred.shape, y_pred.dtype)
+        grad = scratch(buffers, "loss_grad", y_pred.shape, y_pred.dtype)
         if code == LossCode.CCE_LOGITS:
             return cpu.softmax_cce_logits(y_pred, y_true, grad), grad
         if code == LossCode.BCE_LOGITS:  # exp and log in NumPy's SIMD ufuncs (numba has no SVML), the rest fused
-            e = _buffer(buffers, "exp", y_pred.shape, y_pred.dtype)
+            e = scratch(buffers, "exp", y_pred.shape, y_pred.dtype)
             np.abs(y_pred, out=e)
             np.negative(e, out=e)
             np.exp(e, out=e)  # exp(-|z|) in (0, 1]: never overflows
-            log_u = _buffer(buffers, "log_u", y_pred.shape, y_pred.dtype)
+            log_u = scratch(buffers, "log_u", y_pred.shape, y_pred.dtype)
             np.add(e, 1, out=log_u)
             np.log(log_u, out=log_u)
             flat = (a.reshape(-1) for a in (y_pred, y_true, e, log_u, grad))
@@ -127,7 +117,7 @@ class NumbaOps(ArrayOps):
         if not _native(x):
             return super().im2col(x, window, fill, buffers)
         (kh, kw), (sh, sw), (oh, ow) = window.size, window.strides, window.output_hw
-        out = _buffer(buffers, "im2col", (x.shape[0] * oh * ow, kh * kw * x.shape[3]), x.dtype)
+        out = scratch(buffers, "im2col", (x.shape[0] * oh * ow, kh * kw * x.shape[3]), x.dtype)
         top, _, left, _ = window.pads
         n, h, w, c = x.shape
         return windows.im2col(x.reshape(n * h, w * c), h, kh, kw, sh, sw, top, left, oh, ow, x.dtype.type(fill), out)
@@ -136,7 +126,7 @@ class NumbaOps(ArrayOps):
         if not _native(cols):
             return super().col2im(cols, n, window, buffers)
         (kh, kw), (sh, sw), (oh, ow) = window.size, window.strides, window.output_hw
-        dx = _buffer(buffers, "col2im", (n, *window.input_hw, cols.shape[1] // (kh * kw)), cols.dtype)
+        dx = scratch(buffers, "col2im", (n, *window.input_hw, cols.shape[1] // (kh * kw)), cols.dtype)
         dx.fill(0)
         top, _, left, _ = window.pads
         h, w, c = dx.shape[1:]
@@ -148,7 +138,7 @@ class NumbaOps(ArrayOps):
             return super().max_pool(x, window, buffers)
         (kh, kw), (sh, sw), (oh, ow) = window.size, window.strides, window.output_hw
         shape = (x.shape[0], oh, ow, x.shape[3])
-        y, first = _buffer(buffers, "pool_y", shape, x.dtype), _buffer(buffers, "pool_first", shape, np.int64)
+        y, first = scratch(buffers, "pool_y", shape, x.dtype), scratch(buffers, "pool_first", shape, np.int64)
         top, _, left, _ = window.pads
         windows.max_pool(x, kh, kw, sh, sw, top, left, oh, ow, y, first)
         return y, first
@@ -156,7 +146,7 @@ class NumbaOps(ArrayOps):
     def max_pool_backward(self, dy, memo, window, buffers=None):
         if not _native(dy) or type(memo) is not np.ndarray or memo.ndim != 4:  # else the pure path's memo
             return super().max_pool_backward(dy, memo, window, buffers)
-        dx = _buffer(buffers, "pool_dx", (dy.shape[0], *window.input_hw, dy.shape[3]), dy.dtype)
+        dx = scratch(buffers, "pool_dx", (dy.shape[0], *window.input_hw, dy.shape[3]), dy.dtype)
         dx.fill(0)
         return windows.max_pool_backward(dy, memo, dx)
 

@@ -12,6 +12,7 @@ import ctypes
 import os
 import threading
 from importlib import metadata
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +29,13 @@ _void_p, _dims = ctypes.c_void_p, ctypes.c_int64 * MAX_NDIMS
 
 class OneDnnError(RuntimeError):
     """A oneDNN call returned a status other than success."""
+
+
+def _call(dnnl: ctypes.CDLL, name: str, *args: Any) -> None:
+    """Call a oneDNN C function; a status other than success raises OneDnnError."""
+    status = getattr(dnnl, name)(*args)
+    if status != 0:
+        raise OneDnnError(f"oneDNN {name} returned status {status}")
 
 
 class _Arg(ctypes.Structure):
@@ -54,34 +62,29 @@ class _Product:
         self._dnnl = dnnl
         descs = [self._desc(shape, strides, kind) for shape, strides, kind in (a, b, out)]
         pd, self.primitive = _void_p(), _void_p()
-        self._call("dnnl_matmul_primitive_desc_create", ctypes.byref(pd), engine, descs[0], descs[1], None,
+        _call(self._dnnl, "dnnl_matmul_primitive_desc_create", ctypes.byref(pd), engine, descs[0], descs[1], None,
                    descs[2], None)
-        self._call("dnnl_primitive_create", ctypes.byref(self.primitive), pd)
-        self._call("dnnl_primitive_desc_destroy", pd)
+        _call(self._dnnl, "dnnl_primitive_create", ctypes.byref(self.primitive), pd)
+        _call(self._dnnl, "dnnl_primitive_desc_destroy", pd)
         self.memories = []
         for desc in descs:
             memory = _void_p()
-            self._call("dnnl_memory_create", ctypes.byref(memory), desc, engine, None)
-            self._call("dnnl_memory_desc_destroy", desc)
+            _call(self._dnnl, "dnnl_memory_create", ctypes.byref(memory), desc, engine, None)
+            _call(self._dnnl, "dnnl_memory_desc_destroy", desc)
             self.memories.append(memory)
         self.args = (_Arg * 3)(*(_Arg(arg, m) for arg, m in zip((ARG_SRC, ARG_WEIGHTS, ARG_DST), self.memories)))
 
-    def _call(self, name: str, *args) -> None:
-        status = getattr(self._dnnl, name)(*args)
-        if status != 0:
-            raise OneDnnError(f"oneDNN {name} returned status {status}")
-
     def _desc(self, shape: tuple, strides: tuple, kind: int) -> _void_p:
         desc = _void_p()
-        self._call("dnnl_memory_desc_create_with_strides", ctypes.byref(desc), 2, _dims(*shape), kind,
+        _call(self._dnnl, "dnnl_memory_desc_create_with_strides", ctypes.byref(desc), 2, _dims(*shape), kind,
                    _dims(*strides))
         return desc
 
     def run(self, stream: _void_p, pointers: tuple[int, int, int]) -> None:
         for memory, pointer in zip(self.memories, pointers):
-            self._call("dnnl_memory_set_data_handle", memory, _void_p(pointer))
-        self._call("dnnl_primitive_execute", self.primitive, stream, 3, self.args)
-        self._call("dnnl_stream_wait", stream)
+            _call(self._dnnl, "dnnl_memory_set_data_handle", memory, _void_p(pointer))
+        _call(self._dnnl, "dnnl_primitive_execute", self.primitive, stream, 3, self.args)
+        _call(self._dnnl, "dnnl_stream_wait", stream)
 
 
 class OneDNN:
@@ -95,8 +98,7 @@ class OneDNN:
         self._dnnl = ctypes.CDLL(path)
         self.version = self._version()
         self._engine = _void_p()
-        if self._dnnl.dnnl_engine_create(ctypes.byref(self._engine), CPU_ENGINE, 0) != 0:
-            raise OneDnnError(f"{path}: no CPU engine")
+        _call(self._dnnl, "dnnl_engine_create", ctypes.byref(self._engine), CPU_ENGINE, 0)
         self._local = threading.local()  # per thread: its stream and its primitives
         self._omp_set_num_threads = ctypes.CDLL("libgomp.so.1").omp_set_num_threads  # libdnnl's OpenMP runtime
 
@@ -113,8 +115,7 @@ class OneDNN:
         local = self._local
         if not hasattr(local, "stream"):
             local.stream, local.products, local.threads = _void_p(), {}, None
-            if self._dnnl.dnnl_stream_create(ctypes.byref(local.stream), self._engine, IN_ORDER_STREAM) != 0:
-                raise OneDnnError("oneDNN could not create a stream")
+            _call(self._dnnl, "dnnl_stream_create", ctypes.byref(local.stream), self._engine, IN_ORDER_STREAM)
         threads = threads_here()  # all cores (or this rank's share); one inside a row-block thread
         if threads != local.threads:
             self._omp_set_num_threads(threads)  # OpenMP's thread count belongs to the calling thread

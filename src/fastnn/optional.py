@@ -49,16 +49,14 @@ def _mpi() -> str | None:
     return None
 
 
-def _kernel_part(name: str) -> Callable[[], str | None]:
-    """Why a library fastnn's kernels load (fastnn.kernels.gemm or .bfloat16) is not usable here."""
+def _kernel_part(module: str, name: str) -> Callable[[], str | None]:
+    """Why library `name` that fastnn.kernels.<module> loads is not usable here."""
     def why_not() -> str | None:
         from fastnn import extensions
 
         if extensions.problem() is not None:
             return f"fastnn's kernels are off ({extensions.problem()})"
-        from fastnn.kernels import bfloat16, gemm
-
-        return (gemm if name == "mkl" else bfloat16).libraries()[1].get(name)
+        return importlib.import_module(f"fastnn.kernels.{module}").libraries()[1].get(name)
 
     return why_not
 
@@ -79,8 +77,8 @@ PARTS: list[tuple[str, tuple[str, ...], Callable[[], str | None], str]] = [
     ("torch", ("torch",), _backend("torch"), 'pip install "fastnn[torch]"'),
     ("jax", ("jax",), _backend("jax"), 'pip install "fastnn[jax]"'),
     ("mpi4py", ("mpi4py",), _mpi, 'pip install "fastnn[mpi]"'),
-    ("mkl", ("mkl",), _kernel_part("mkl"), 'pip install "fastnn[mkl]"'),
-    ("onednn", ("onednn-cpu-gomp",), _kernel_part("onednn"), 'pip install "fastnn[onednn]"'),
+    ("mkl", ("mkl",), _kernel_part("gemm", "mkl"), 'pip install "fastnn[mkl]"'),
+    ("onednn", ("onednn-cpu-gomp",), _kernel_part("bfloat16", "onednn"), 'pip install "fastnn[onednn]"'),
     ("scikit-learn", ("scikit-learn",), _module("sklearn"), 'pip install "fastnn[sklearn]"'),
     ("onnx", ("onnx", "onnxruntime"), _module("onnx"), 'pip install "fastnn[onnx]"'),
     ("matplotlib", ("matplotlib",), _module("matplotlib"), 'pip install "fastnn[plot]"'),
